@@ -1,0 +1,35 @@
+# Thin targets; each calls one or two commands. `make demo` and `make test` do all set-up themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export RAY_DATA_DISABLE_PROGRESS_BARS=1 RAY_TRAIN_ENABLE_PRINT_PATCH=0 MLFLOW_DISABLE_TELEMETRY=true
+
+.PHONY: install data demo test test-unit lint bench schema clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]' && touch $@
+
+data: install
+	$(PY) scripts/make_data.py --out data
+
+demo: install data
+	bash scripts/demo.sh
+
+test: install
+	bash scripts/test.sh
+
+test-unit: install
+	$(PY) -m pytest tests/unit -q
+
+lint: install
+	$(VENV)/bin/lint-imports
+
+bench: install data
+	bash scripts/bench/run_all.sh
+
+schema: install
+	$(VENV)/bin/loom schema -o docs/recipe.schema.json
+
+clean:
+	rm -rf .loom data

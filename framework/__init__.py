@@ -1,0 +1,3 @@
+"""Loom: ML infrastructure as YAML."""
+
+__version__ = "0.1.0"

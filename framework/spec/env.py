@@ -1,0 +1,28 @@
+"""The ``env`` section: where Loom keeps its state and which Ray it talks to."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from framework.spec.base import ENV_DRIVEN, Spec
+
+
+class Env(Spec):
+    """Runtime environment: workspace directory and Ray connection."""
+
+    workspace_dir: str = Field(
+        default=".loom",
+        description="Directory for all Loom state (Feast repo, MLflow store, plans, rollout log).",
+        json_schema_extra=ENV_DRIVEN,
+    )
+    ray_address: str = Field(
+        default="",
+        description="Ray cluster address (ray://host:10001 or host:6379); empty starts a local Ray.",
+        json_schema_extra=ENV_DRIVEN,
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs for an embedded local Ray; null uses every core."
+    )
+    metrics_export_port: int = Field(
+        default=8090, ge=1024, le=65535, description="Ray metrics port (kept outside 10002-19999)."
+    )

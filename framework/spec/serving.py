@@ -1,0 +1,162 @@
+"""The ``serving`` section: the Ray Serve application that answers prediction requests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from framework.spec.base import Name, SecretRef, Spec
+
+Scalar = Union[bool, int, float, str]
+
+
+class Autoscaling(Spec):
+    """Ray Serve autoscaling of the replicas (replaces a fixed replica count)."""
+
+    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas.")
+    max_replicas: int = Field(default=2, ge=1, description="Most replicas.")
+    target_ongoing_requests: float = Field(
+        default=8, gt=0, description="Requests in flight per replica that autoscaling aims for."
+    )
+
+
+class Batching(Spec):
+    """Server-side batching of concurrent requests into one model call."""
+
+    enabled: bool = Field(default=True, description="Batch concurrent requests.")
+    max_batch_size: int = Field(default=32, ge=1, le=4096, description="Largest batch.")
+    batch_wait_timeout_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="Longest wait for a batch to fill, in milliseconds."
+    )
+
+
+class Cache(Spec):
+    """Exact-match LRU cache of answers, keyed by model version and features."""
+
+    enabled: bool = Field(default=True, description="Cache answers.")
+    max_entries: int = Field(default=10_000, ge=1, description="Entries kept per replica.")
+    ttl_s: float = Field(default=60.0, gt=0, description="Seconds an answer stays valid.")
+
+
+class PreviousVersionFallback(Spec):
+    """Answer with the previous registered version of the same model."""
+
+    type: Literal["previous_version"] = Field(description="Fallback level type.")
+
+
+class ModelFallback(Spec):
+    """Answer with another registered model (same features)."""
+
+    type: Literal["model"] = Field(description="Fallback level type.")
+    model_name: Name = Field(description="Registered model name.")
+    alias: Name = Field(default="champion", description="Alias of the version to load.")
+
+
+class Rule(Spec):
+    """One rule: if every condition holds, answer with this prediction."""
+
+    when: dict[str, str] = Field(
+        description="Feature conditions such as {tenure_months: '< 3', contract: '== month_to_month'}."
+    )
+    prediction: Scalar = Field(description="Prediction to return.")
+    probability: float | None = Field(default=None, ge=0, le=1, description="Probability to return.")
+
+
+class RulesFallback(Spec):
+    """Answer from hand-written rules, first match wins."""
+
+    type: Literal["rules"] = Field(description="Fallback level type.")
+    rules: list[Rule] = Field(description="Rules in order.", min_length=1)
+
+
+class DefaultFallback(Spec):
+    """Answer with a fixed response (the last resort)."""
+
+    type: Literal["default"] = Field(description="Fallback level type.")
+    prediction: Scalar = Field(description="Prediction to return.")
+    probability: float | None = Field(default=None, ge=0, le=1, description="Probability to return.")
+
+
+FallbackLevel = Annotated[
+    Union[PreviousVersionFallback, ModelFallback, RulesFallback, DefaultFallback],
+    Field(discriminator="type"),
+]
+
+
+class CircuitBreaker(Spec):
+    """Per-dependency circuit breaker (feature store, model)."""
+
+    failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the circuit."
+    )
+    reset_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds open before one half-open probe is let through."
+    )
+
+
+class ApiKey(Spec):
+    """An API key and the models it may call."""
+
+    name: Name = Field(description="Who holds the key (shown in logs, never the key).")
+    key: SecretRef = Field(description="The key, from ${oc.env:VAR} or {env: VAR} or {file: path}.")
+    models: list[str] = Field(
+        default_factory=lambda: ["*"], description="Model ids this key may call; '*' means all."
+    )
+
+
+class Auth(Spec):
+    """API-key authentication; every route but /healthz needs a key when enabled."""
+
+    enabled: bool = Field(default=True, description="Require an API key.")
+    api_keys: list[ApiKey] = Field(default_factory=list, description="Keys and their scopes.")
+    keys_file: str | None = Field(
+        default=None,
+        description="JSON file of [{name, key, models}] read at start (keys stored hashed in memory).",
+    )
+
+
+class LabelMapping(Spec):
+    """Map a binary classifier's probability to named labels."""
+
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Probability at or above: positive.")
+    positive: str = Field(default="1", description="Label for probabilities at or above threshold.")
+    negative: str = Field(default="0", description="Label for probabilities below threshold.")
+
+
+class Http(Spec):
+    """Where the Serve HTTP proxy listens."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; 0.0.0.0 exposes it to the network.")
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+
+
+class Serving(Spec):
+    """The prediction service: capacity, batching, cache, fallbacks, circuit breaker, auth, HTTP."""
+
+    replicas: int = Field(default=1, ge=1, le=1000, description="Fixed replica count.")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Autoscale replicas instead of a fixed count."
+    )
+    num_cpus_per_replica: float = Field(
+        default=0.5, gt=0, description="CPUs reserved per replica (fractional is fine)."
+    )
+    max_ongoing_requests: int = Field(
+        default=64, ge=1, description="Requests a replica accepts at once before 503."
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413).")
+    max_instances: int = Field(default=1000, ge=1, description="Largest batch request (instances).")
+    batching: Batching = Field(default_factory=Batching, description="Server-side batching.")
+    cache: Cache = Field(default_factory=Cache, description="Answer cache.")
+    fallback: list[FallbackLevel] = Field(
+        default_factory=list, description="Fallback chain, tried in order when the primary fails."
+    )
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker, description="Circuit breaker per dependency."
+    )
+    auth: Auth = Field(default_factory=Auth, description="API-key authentication.")
+    labels: LabelMapping | None = Field(
+        default=None, description="Label mapping for binary classifiers."
+    )
+    http: Http = Field(default_factory=Http, description="HTTP listener.")
+    route_prefix: str = Field(default="/", description="Route prefix of the application.")
