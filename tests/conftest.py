@@ -1,0 +1,59 @@
+"""Shared fixtures: a throw-away project with small sample data, and one Ray instance per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("LOOM_API_KEY", "test-key-0123456789")
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Small, deterministic churn and fraud data (1,000 entities each), made once per session."""
+    import make_data
+
+    out = tmp_path_factory.mktemp("data")
+    make_data.main(["--out", str(out), "--customers", "1000", "--accounts", "1000"])
+    return out
+
+
+@pytest.fixture
+def project(tmp_path: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory like the repository's (recipes/, conf/, data/), as the working directory."""
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    shutil.copytree(sample_data, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOM_TEMPLATE_PATH", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, no dashboard, temp files under /tmp)."""
+    import ray
+
+    temp_dir = f"/tmp/loom-test-ray-{os.getpid()}"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir,
+             runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}})
+    yield ray
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # Serve was never started
+        pass
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
