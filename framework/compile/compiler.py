@@ -44,7 +44,7 @@ def _feature_steps(b: _Builder, r: Recipe, data_fps: dict[str, str]) -> tuple[li
         views.append(b.add(
             f"feast.view.{name}", "feast.view", [project, _section(v), _section(source)],
             [entities[e] for e in v.entities],
-            name=name, source=v.source, ttl_s=v.ttl_s, online=v.online, fields=dict(v.fields),
+            name=name, source=v.source, ttl_s=v.ttl_s, online=v.online, fields=list(v.fields),
         ))
     svc = r.features.service
     service = b.add(f"feast.service.{svc.name}", "feast.service", [project, _section(svc)], views,

@@ -1,0 +1,1 @@
+"""Engine adapters: the only layer that imports feast, ray, mlflow and xgboost (always lazily)."""
