@@ -37,7 +37,9 @@ def plan_against(plan: Plan, ctx: RunContext, state: State, backends: Backends,
                  refresh: bool = False) -> Plan:
     """``plan`` with every step's action decided against what is observed."""
     owned = {addr: entry["kind"] for addr, entry in state.entries.items()}
-    return diff(plan, observe(plan, ctx, state, backends, refresh), owned)
+    observed = {addr: entry["fingerprint"] for addr, entry in state.entries.items()}
+    observed.update(observe(plan, ctx, state, backends, refresh))
+    return diff(plan, observed, owned)
 
 
 @dataclass

@@ -101,30 +101,30 @@ def _hydra_problem(exc: Exception, recipe_file: Path, search: SearchPath) -> Pro
 
 
 def _compose(recipe_file: Path, search: SearchPath, overrides: list[str]) -> tuple[Any, list[tuple[str, str]]]:
-    """The composed (unresolved) OmegaConf config and its defaults list as (config_path, package)."""
+    """The composed (unresolved) OmegaConf config and the merge order as (config_path, package)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
-    from hydra.types import RunMode
+    from omegaconf import open_dict
     from yaml import YAMLError
 
     searchpath = "hydra.searchpath=[" + ",".join(f"file://{d}" for d in search.template_dirs) + "]"
-    all_overrides = [*overrides, searchpath]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(recipe_file.parent), version_base="1.3"):
-            cfg = compose(recipe_file.stem, overrides=all_overrides)
-            loader = GlobalHydra.instance().config_loader()
-            result = loader.compute_defaults_list(recipe_file.stem, all_overrides, RunMode.RUN)
+            cfg = compose(recipe_file.stem, overrides=[*overrides, searchpath], return_hydra_config=True)
     except (HydraException, YAMLError, ValueError) as exc:
         raise CompositionError(_hydra_problem(exc, recipe_file, search),
                                title="Cannot compose the recipe") from exc
     finally:
         GlobalHydra.instance().clear()
-    order = [("" if d.primary else d.config_path or "", d.package or "")
-             for d in result.defaults if not (d.config_path or "").startswith("hydra/") and
-             (d.primary or not d.is_self)]
-    return cfg, order
+    # Hydra records the chosen option of every group, last merged first.
+    choices = [(f"{group}/{option}", group) for group, option in cfg.hydra.runtime.choices.items()
+               if option and not group.startswith("hydra/")][::-1]
+    with open_dict(cfg):
+        del cfg["hydra"]
+    order = [(path, provenance.package_of(path, group, search.dirs)) for path, group in choices]
+    return cfg, (order + [("", "")]) if provenance.self_last(recipe_file) else ([("", "")] + order)
 
 
 def load_recipe(args: list[str], templates: list[str] | tuple[str, ...] = (),

@@ -47,6 +47,30 @@ class Origins:
         return self.by_path.get(path) or DEFAULT
 
 
+def _option_file(config_path: str, search_dirs: tuple[Path, ...]) -> Path | None:
+    return next((d / f"{config_path}.yaml" for d in search_dirs if (d / f"{config_path}.yaml").is_file()), None)
+
+
+def package_of(config_path: str, group: str, search_dirs: tuple[Path, ...]) -> str:
+    """The package a template option merges into: its ``# @package`` header, else its group."""
+    file = _option_file(config_path, search_dirs)
+    if file is not None:
+        with open(file, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("# @package"):
+                    pkg = line.split("@package", 1)[1].strip()
+                    return "" if pkg == "_global_" else pkg
+                if line.strip() and not line.startswith("#"):
+                    break
+    return group.replace("/", ".")
+
+
+def self_last(recipe_file: Path) -> bool:
+    """Whether the recipe's own values merge after its templates (``_self_`` last, the convention)."""
+    defaults = _load(recipe_file).get("defaults") or []
+    return "_self_" not in defaults or defaults.index("_self_") == len(defaults) - 1
+
+
 def _load(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh) or {}
@@ -64,8 +88,7 @@ def build(defaults: list[tuple[str, str]], search_dirs: tuple[Path, ...], recipe
         if not config_path:
             file, node = recipe_file, _load(recipe_file)
         else:
-            file = next((d / f"{config_path}.yaml" for d in search_dirs
-                         if (d / f"{config_path}.yaml").is_file()), None)
+            file = _option_file(config_path, search_dirs)
             if file is None:
                 continue
             node = _load(file)

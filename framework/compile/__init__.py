@@ -1,0 +1,1 @@
+"""Recipe → Plan: ordered, fingerprinted steps; pure (no I/O, no engine imports)."""
