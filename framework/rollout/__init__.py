@@ -1,0 +1,1 @@
+"""The rollout controller: phases, analysis, promotion, rollback, audit log (heavy SDKs load lazily)."""
