@@ -7,16 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from framework.backends.base import Backend, RunContext
-from framework.compile.compiler import compile_plan
-from framework.compile.plan import Plan, Step
 from framework.errors import PlanError
-from framework.execute import executor
-from framework.execute.backends import Backends
-from framework.execute.inputs import data_fingerprints
-from framework.execute.state import State
 from framework.loading import LoadedRecipe, load_recipe, validate_dict
-from framework.spec import Recipe
+
+if TYPE_CHECKING:  # planning and applying load lazily: `loom validate` needs none of it
+    from framework.compile.plan import Plan, Step
+    from framework.execute.executor import StepResult
+    from framework.execute.state import State
+    from framework.spec import Recipe
+
+#: Step kinds that run on Ray, and those that need a cluster that outlives the command.
+RAY_KINDS = {"training.tune", "training.train", "serving.deploy", "rollout.step"}
+SERVING_KINDS = {"serving.deploy", "rollout.step"}
+#: Step kinds that read the recipe's data files.
+DATA_KINDS = {"feast.view", "feast.materialize", "training.dataset"}
 
 
 def validate(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> LoadedRecipe:
@@ -54,6 +61,12 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
     Without ``refresh`` the comparison uses the workspace state only (fast; no engine SDK is
     imported); with it, every backend reports what its engine holds.
     """
+    from framework.compile.compiler import compile_plan
+    from framework.execute import executor
+    from framework.execute.backends import Backends
+    from framework.execute.inputs import data_fingerprints
+    from framework.execute.state import State
+
     loaded = validate(args, templates, project_dir)
     project = loaded.project_dir
     compiled = compile_plan(loaded.recipe, loaded.data, data_fingerprints(loaded.recipe, project), str(project))
@@ -65,16 +78,49 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
 
 def apply(planned: Planned | Plan, backend: Backend | None = None,
           progress: Callable[[str], None] = lambda s: None,
-          on_step: Callable[[Step, str], None] = lambda step, phase: None) -> list[executor.StepResult]:
-    """Apply exactly the plan's changes (a saved Plan is re-validated and checked for staleness)."""
+          on_step: Callable[[Step, str], None] = lambda step, phase: None,
+          options: dict[str, dict[str, Any]] | None = None) -> list[StepResult]:
+    """Apply exactly the plan's changes (a saved Plan is re-validated and checked for staleness).
+
+    Steps that need Ray share one connection; with serving steps the workspace's Ray head is
+    started first. ``options`` passes constructor arguments to backends by class name, e.g.
+    ``{"RolloutBackend": {"wait": False}}`` for ``loom launch --detach``.
+    """
+    from framework.compile.plan import Plan
+    from framework.execute import executor
+    from framework.execute.backends import Backends
+
     if isinstance(planned, Plan):
         planned = _replan_context(planned, progress)
     planned.ctx.progress = progress
-    return executor.apply(planned.plan, planned.ctx, planned.state, Backends(backend), on_step)
+    backends = Backends(backend, options)
+    changed = {s.kind for s in planned.plan.changes}
+    if backend is None and changed & DATA_KINDS:
+        _check_sources(planned.ctx)
+    if backend is not None or not changed & RAY_KINDS:
+        return executor.apply(planned.plan, planned.ctx, planned.state, backends, on_step)
+    from framework.backends.session import engine_session
+
+    with engine_session(planned.ctx, serving=bool(changed & SERVING_KINDS)):
+        return executor.apply(planned.plan, planned.ctx, planned.state, backends, on_step)
+
+
+def _check_sources(ctx: RunContext) -> None:
+    """Source files must match the recipe (columns, types, timestamps) before anything is applied."""
+    from framework.backends.feast.sources import check_sources
+    from framework.errors import RecipeError
+
+    problems = check_sources(ctx.recipe, ctx.project_dir)
+    if problems:
+        raise RecipeError(problems, title="Data sources do not match the recipe")
 
 
 def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
     """Context for a saved plan; refuses it when its inputs (data files, Loom) changed since."""
+    from framework.compile.compiler import compile_plan
+    from framework.execute.inputs import data_fingerprints
+    from framework.execute.state import State
+
     project = Path(saved.project_dir)
     recipe = validate_dict(saved.recipe)
     fresh = compile_plan(recipe, saved.recipe, data_fingerprints(recipe, project), str(project))
@@ -86,8 +132,16 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
     return Planned(saved, ctx, State(ctx.workspace), warnings=())
 
 
+def until(plan: Plan, last_kind: str) -> Plan:
+    """The plan cut after its last step of ``last_kind`` (``loom train`` stops at registration)."""
+    last = max(i for i, s in enumerate(plan.steps) if s.kind == last_kind)
+    return plan.model_copy(update={"steps": tuple(s for s in plan.steps[: last + 1] if s.action != "delete")})
+
+
 def load_plan(path: Path) -> Plan:
     """Read a plan saved with ``loom plan -o``."""
+    from framework.compile.plan import Plan
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -97,6 +151,8 @@ def load_plan(path: Path) -> Plan:
 
 def schema() -> dict[str, Any]:
     """JSON Schema of the recipe language (for editors and `loom schema`)."""
+    from framework.spec import Recipe
+
     out = Recipe.model_json_schema()
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "Loom recipe"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="plan, then apply: from YAML to a running system")
     _recipe_args(p)
     p.add_argument("--refresh", action="store_true", help="ask the engines what they hold first")
+    p.add_argument("--detach", action="store_true", help="start the rollout and return; follow it "
+                   "with `loom rollout status`")
+    p.add_argument("--supersede", action="store_true", help="end a running rollout of this model")
+
+    p = sub.add_parser("train", help="features, dataset, training, gates and registration only")
+    _recipe_args(p)
+
+    for name, text in (("up", "start the workspace's Ray head in the background"),
+                       ("down", "stop the workspace's Ray head (and what runs on it)"),
+                       ("status", "show the workspace's Ray head")):
+        p = sub.add_parser(name, help=text)
+        _recipe_args(p)
+
+    p = sub.add_parser("predict", help="call the deployed model as a client would")
+    _recipe_args(p)
+
+    p = sub.add_parser("export", help="write engine-native artifacts")
+    p.add_argument("artifact", choices=["serve-config"])
+    _recipe_args(p)
+    p.add_argument("-o", "--out", type=Path, default=Path("serve_config.yaml"))
+
+    p = sub.add_parser("features", help="the feature store: materialize, look up")
+    p.add_argument("action", choices=["materialize", "get"])
+    _recipe_args(p)
+    p.add_argument("--end", type=datetime.fromisoformat, default=None,
+                   help="materialize up to this ISO time (default: now)")
+
+    p = sub.add_parser("registry", help="registered model versions")
+    p.add_argument("action", choices=["list", "show", "promote"])
+    _recipe_args(p)
+    p.add_argument("--version", default=None, help="version number or alias")
+
+    p = sub.add_parser("rollout", help="the model's rollout: status, promote, abort, rollback")
+    p.add_argument("action", choices=["status", "promote", "abort", "rollback"])
+    _recipe_args(p)
+    p.add_argument("--reason", default=None, help="recorded in the audit log")
 
     p = sub.add_parser("schema", help="write the recipe JSON Schema (for editors)")
     p.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
@@ -170,31 +207,20 @@ def _progress(line: str) -> None:
     print(f"        {line}", flush=True)
 
 
-def _apply(planned: Any) -> int:
-    from framework import api
+def _apply(planned: Any, options: dict[str, dict[str, Any]] | None = None) -> int:
+    from framework import api, ops
     from framework.compile.render import render
 
     print(render(planned.plan))
     if not planned.plan.has_changes:
         return 0
     print()
-    results = api.apply(planned, progress=_progress, on_step=_on_step(len(planned.plan.changes)))
+    results = api.apply(planned, progress=_progress, on_step=_on_step(len(planned.plan.changes)),
+                        options=options)
     print(f"\nApplied {len(results)} step{'s' if len(results) != 1 else ''}.")
-    _print_endpoint(planned)
+    if "serving.deploy" in planned.ctx.outputs:
+        print("\n" + "\n".join(ops.launch_summary(planned.ctx)))
     return 0
-
-
-def _print_endpoint(planned: Any) -> None:
-    outputs = planned.ctx.outputs.get("serving.deploy") or {}
-    if outputs.get("url"):
-        key = planned.ctx.recipe.serving.auth.api_keys
-        auth = f" -H \"Authorization: Bearer ${key[0].key.env}\"" if key and key[0].key.env else ""
-        example = {n: 0 for n in planned.ctx.recipe.feature_names()[:0]}
-        keys = planned.ctx.recipe.features.entities
-        entity = {k: "..." for e in keys.values() for k in e.join_keys}
-        body = json.dumps({"entities": entity, **({"features": example} if example else {})})
-        print(f"\nEndpoint: {outputs['url']}\n  curl -s {outputs['url']}{auth} "
-              f"-H 'Content-Type: application/json' -d '{body}'")
 
 
 def cmd_apply(ns: argparse.Namespace) -> int:
@@ -209,7 +235,75 @@ def cmd_launch(ns: argparse.Namespace) -> int:
 
     planned = api.plan(ns.args, tuple(ns.templates), ns.project, refresh=ns.refresh)
     _warn(planned.warnings)
-    return _apply(planned)
+    return _apply(planned, {"RolloutBackend": {"wait": not ns.detach, "supersede": ns.supersede}})
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from framework import api
+
+    planned = api.plan(ns.args, tuple(ns.templates), ns.project)
+    _warn(planned.warnings)
+    planned.plan = api.until(planned.plan, "registry.register")
+    code = _apply(planned)
+    register = planned.ctx.outputs.get("registry.register") or {}
+    metrics = (planned.ctx.outputs.get("training.train") or {}).get("metrics") or {}
+    if register:
+        print(f"Model {register.get('model_name')} version {register.get('version')}; test metrics: "
+              + (", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "-"))
+    return code
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str, sort_keys=True))
+
+
+def cmd_cluster(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    _print_json(ops.cluster(ns.command, ns.args, tuple(ns.templates), ns.project))
+    return 0
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    _print_json(ops.predict(ns.args, tuple(ns.templates), ns.project))
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    path = ops.export_serve_config(ns.args, ns.out, tuple(ns.templates), ns.project)
+    print(f"Wrote {path}. Deploy it with: RAY_AUTH_MODE=token serve deploy {path}")
+    return 0
+
+
+def cmd_features(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    if ns.action == "materialize":
+        _print_json(ops.materialize(ns.args, ns.end, tuple(ns.templates), ns.project))
+    else:
+        _print_json(ops.features_get(ns.args, tuple(ns.templates), ns.project))
+    return 0
+
+
+def cmd_registry(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    _print_json(ops.registry(ns.action, ns.args, ns.version, tuple(ns.templates), ns.project))
+    return 0
+
+
+def cmd_rollout(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    if ns.action == "status":
+        print(ops.rollout_status(ns.args, tuple(ns.templates), ns.project))
+    else:
+        print(ops.rollout_command(ns.action, ns.args, ns.reason, tuple(ns.templates), ns.project))
+    return 0
 
 
 def cmd_schema(ns: argparse.Namespace) -> int:
@@ -231,6 +325,15 @@ COMMANDS = {
     "apply": cmd_apply,
     "launch": cmd_launch,
     "schema": cmd_schema,
+    "train": cmd_train,
+    "up": cmd_cluster,
+    "down": cmd_cluster,
+    "status": cmd_cluster,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "features": cmd_features,
+    "registry": cmd_registry,
+    "rollout": cmd_rollout,
 }
 
 

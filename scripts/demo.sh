@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
-# The demo: validate, plan and launch the churn recipe on the embedded default, then show predictions.
+# The demo: validate, plan and launch the churn recipe on the embedded default, then ask for predictions.
+# Leaves the system running (a Ray head in the background, serving on 127.0.0.1:8000); `loom down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export LOOM_API_KEY="${LOOM_API_KEY:-demo-$(python3 -c 'import secrets; print(secrets.token_hex(8))')}"
+KEY_FILE=.loom/demo_api_key
+mkdir -p .loom
+[ -s "$KEY_FILE" ] || (umask 077 && python3 -c 'import secrets; print("demo-" + secrets.token_hex(12))' > "$KEY_FILE")
+export LOOM_API_KEY="${LOOM_API_KEY:-$(cat "$KEY_FILE")}"
 export RAY_DATA_DISABLE_PROGRESS_BARS=1 RAY_TRAIN_ENABLE_PRINT_PATCH=0 MLFLOW_DISABLE_TELEMETRY=true
 LOOM=.venv/bin/loom
 
-echo "== loom validate recipe=churn"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "loom validate recipe=churn"
 $LOOM validate recipe=churn
-echo
-echo "== loom plan recipe=churn"
+step "loom plan recipe=churn"
 $LOOM plan recipe=churn
+step "loom launch recipe=churn"
+$LOOM launch recipe=churn
+step "loom predict recipe=churn customer_id=C000042"
+$LOOM predict recipe=churn customer_id=C000042
+step "loom predict recipe=churn customer_id=C000777 support_calls=9   (a request feature overrides Feast's)"
+$LOOM predict recipe=churn customer_id=C000777 support_calls=9
+step "loom registry list recipe=churn"
+$LOOM registry list recipe=churn
+step "loom plan recipe=churn   (nothing left to do)"
+$LOOM plan recipe=churn
+cat <<MSG
+
+The churn model is live on http://127.0.0.1:8000 (API key in $KEY_FILE).
+Try a canary of a new version:  LOOM_API_KEY=\$(cat $KEY_FILE) $LOOM launch recipe=churn training.model.params.max_depth=6
+Stop everything:                $LOOM down
+MSG

@@ -108,9 +108,10 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
     if isinstance(ro, Canary):
         for i, weight in enumerate(ro.steps, start=1):
             prev = b.add(f"rollout.canary.step{i}", "rollout.step",
-                         [weight, ro.interval_s, _section(ro.analysis), ro.failure_limit], [prev],
-                         strategy="canary", weight=weight, hold_s=ro.interval_s,
-                         analysis=_section(ro.analysis), failure_limit=ro.failure_limit)
+                         [weight, ro.interval_s, _section(ro.analysis), ro.failure_limit, ro.shadow_percent],
+                         [prev], strategy="canary", weight=weight, hold_s=ro.interval_s,
+                         shadow_percent=ro.shadow_percent, analysis=_section(ro.analysis),
+                         failure_limit=ro.failure_limit)
     elif isinstance(ro, BlueGreen):
         phases = [("shadow", 0, ro.interval_s), ("switch", 100, ro.bake_time_s), ("retire_blue", 100, 0)]
         for phase, weight, hold in phases:

@@ -31,11 +31,14 @@ BACKEND_FOR_KIND: dict[tuple[str, str | None], str] = {
 class Backends:
     """Resolves steps to backend instances, one instance per class per run.
 
-    ``override`` (tests) answers every step with one backend, e.g. ``FakeBackend()``.
+    ``override`` (tests) answers every step with one backend, e.g. ``FakeBackend()``; ``options``
+    gives constructor arguments by class name, e.g. ``{"RolloutBackend": {"wait": False}}``.
     """
 
-    def __init__(self, override: Backend | None = None) -> None:
+    def __init__(self, override: Backend | None = None,
+                 options: dict[str, dict[str, Any]] | None = None) -> None:
         self.override = override
+        self.options = options or {}
         self._instances: dict[str, Any] = {}
 
     def for_step(self, step: Step) -> Backend:
@@ -48,7 +51,8 @@ class Backends:
         if target not in self._instances:
             module, _, cls = target.partition(":")
             try:
-                self._instances[target] = getattr(importlib.import_module(module), cls)()
+                factory = getattr(importlib.import_module(module), cls)
+                self._instances[target] = factory(**self.options.get(cls, {}))
             except (ImportError, AttributeError) as exc:
                 raise BackendError(f"The backend for {step.address} ({target}) is not available: {exc}. "
                                    "Reinstall Loom with `make install`.") from exc

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from framework.backends.base import RunContext
 from framework.compile.plan import Plan, Step
 from framework.errors import BackendError, LoomError, PlanError
@@ -61,6 +63,9 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     refused rather than applied blindly.
     """
     results = []
+    # Lineage: training runs log the composed recipe and its fingerprint.
+    ctx.outputs["_recipe"] = {"fingerprint": plan.recipe_fingerprint,
+                              "yaml": yaml.safe_dump(plan.recipe, sort_keys=False)}
     with state.lock():
         _check_fresh(plan, state)
         for step in plan.steps:

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from framework.errors import CompositionError, Problem, RecipeError
 from framework.loading import hostile, provenance, sweeps
 from framework.loading.paths import SearchPath, display, resolve_recipe, template_dirs
-from framework.loading.report import problems_from
 from framework.spec import Recipe, run_checks
 from framework.spec.checks import did_you_mean
 
@@ -44,6 +43,8 @@ def _parse_overrides(overrides: list[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    if not overrides:
+        return []
     parser = OverridesParser.create()
     parsed, problems = [], []
     for text in overrides:
@@ -191,6 +192,8 @@ def validate_dict(data: dict[str, Any], origins: Any = None, secrets: dict[str, 
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
+        from framework.loading.report import problems_from
+
         raise RecipeError(problems_from(exc, origins, lambda p: p in secret_paths
                                         or hostile.field_role(p) == "secret")) from exc
     problems = [Problem(path=p.path, file=origins(p.path), value=p.value, has_value=p.has_value,

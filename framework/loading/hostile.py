@@ -7,6 +7,7 @@ recipe language marks a field as a secret or as environment-driven; other resolv
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -61,13 +62,16 @@ def _type_patterns(tp: Any, path: str) -> Iterator[tuple[str, str]]:
         yield from _type_patterns(typing.get_args(tp)[1], f"{path}.*")
 
 
-PATTERNS: dict[str, str] = dict(_field_patterns(Recipe, ""))
+@functools.cache
+def patterns() -> dict[str, str]:
+    """Path pattern → 'secret' | 'env' for every such field of the recipe language (computed once)."""
+    return dict(_field_patterns(Recipe, ""))
 
 
 def field_role(path: str) -> str | None:
     """'secret' or 'env' when the field at ``path`` accepts ``${oc.env:...}``, else None."""
     generic = re.sub(r"\[\d+\]", "[*]", path)
-    for pattern, role in PATTERNS.items():
+    for pattern, role in patterns().items():
         regex = re.escape(pattern).replace(r"\[\*\]", r"\[\d+\]").replace(r"\*", r"[^.\[]+")
         if re.fullmatch(regex, path) or pattern == generic:
             return role

@@ -18,7 +18,8 @@ ENV_DRIVEN = {"loom_env": True}
 class Spec(BaseModel):
     """Base of every recipe model: frozen, strict about unknown keys, described for editors."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # defer_build: validators are built on first use, so `loom validate` builds only what it needs.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, defer_build=True)
 
 
 def _check_name(value: str) -> str:

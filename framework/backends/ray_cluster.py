@@ -1,0 +1,270 @@
+"""The embedded Ray head of a workspace: ``loom up`` / ``loom down`` / ``loom status``.
+
+The head runs in the background, bound to 127.0.0.1, with token auth on (the token in
+``<workspace>/ray/auth_token``, mode 0600), the metrics port pinned to ``env.metrics_export_port``,
+and Ray's temp files under the workspace. ``<workspace>/ray/address`` holds the GCS address
+(``127.0.0.1:PORT``) that drivers connect to. A busy port is an error naming the process holding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from framework.errors import BackendError
+
+#: Loom's own port block, below Linux's ephemeral range (32768+) and outside Ray's worker ports
+#: (10002-19999). Ray's defaults collide here: 6379 is Redis's (the redis online store), and a plain
+#: ``ray.init()`` on the same machine (tests, notebooks) takes 10001 and 52365.
+GCS_PORT = 26379
+CLIENT_SERVER_PORT = 26380
+DASHBOARD_AGENT_PORT = 26381
+#: Unix socket paths must stay under ~107 bytes; Ray nests ~60 bytes below its temp dir.
+MAX_TEMP_DIR_LEN = 40
+
+
+def _ray_dir(workspace: Path) -> Path:
+    return Path(workspace).resolve() / "ray"
+
+
+def temp_dir(workspace: Path) -> Path:
+    """Ray's temp dir: ``<workspace>/ray/tmp`` when short enough, else a short /tmp path named for it."""
+    inside = _ray_dir(workspace) / "tmp"
+    if len(str(inside)) <= MAX_TEMP_DIR_LEN:
+        return inside
+    tag = hashlib.sha256(str(inside).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"loom-ray-{tag}"
+
+
+def token_path(workspace: Path) -> Path:
+    """The cluster's auth token file (mode 0600)."""
+    return _ray_dir(workspace) / "auth_token"
+
+
+def client_env(workspace: Path) -> dict[str, str]:
+    """Environment a driver (or the ``ray``/``serve`` CLI) needs to talk to this head."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path(workspace))}
+
+
+def use_head_env(workspace: Path) -> None:
+    """Make this process talk to the workspace's head: token auth env, and Ray's cached config refreshed.
+
+    Setting ``RAY_AUTH_MODE`` after ``import ray`` is not enough: Ray caches its config at import, so
+    ``ray.init(address=...)`` would connect without the token and fail. (Measured with ray 2.60.)
+    """
+    os.environ.update(client_env(workspace))
+    if "ray" in sys.modules:
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
+def _write_token(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        os.chmod(path, 0o600)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+
+
+def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
+    """None when ``host:port`` is free to listen on, else who holds it: ``pid 123 (redis-server)``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError:
+            pass
+    return _listener_of(port) or "another process (not visible to this user)"
+
+
+def _listener_of(port: int) -> str | None:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{parts[9]}]")
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            for fd in (pid_dir / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return f"pid {pid_dir.name} ({(pid_dir / 'comm').read_text().strip()})"
+        except OSError:
+            continue
+    return None
+
+
+def _check_ports(recipe: Any) -> None:
+    ports = {GCS_PORT: "Ray GCS (--port)", recipe.env.metrics_export_port: "env.metrics_export_port",
+             DASHBOARD_AGENT_PORT: "Ray dashboard agent", CLIENT_SERVER_PORT: "Ray client server"}
+    for port, what in ports.items():
+        holder = port_holder(port)
+        if holder is not None:
+            raise BackendError(
+                f"Cannot start Ray: port {port} ({what}) is already in use by {holder}. "
+                "Stop that process (`loom down` if it is another workspace's Ray) or point the "
+                "recipe at it with env.ray_address."
+            )
+
+
+def _ray_cli() -> str:
+    exe = Path(sys.executable).with_name("ray")
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
+    """Start the workspace's Ray head in the background (no-op when it already runs).
+
+    Returns:
+        ``status(workspace)`` once the head answers.
+
+    Raises:
+        BackendError: a port is taken, or ``ray start`` failed (its output is in the message).
+    """
+    current = status(workspace)
+    if current["running"]:
+        return current
+    _check_ports(recipe)
+    ray_dir, tmp = _ray_dir(workspace), temp_dir(workspace)
+    ray_dir.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    _write_token(token_path(workspace))
+    cmd = [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS_PORT}",
+           f"--metrics-export-port={recipe.env.metrics_export_port}",
+           f"--dashboard-agent-listen-port={DASHBOARD_AGENT_PORT}",
+           f"--ray-client-server-port={CLIENT_SERVER_PORT}",
+           "--include-dashboard=false", f"--temp-dir={tmp}", "--disable-usage-stats"]
+    if recipe.env.ray_num_cpus:
+        cmd.append(f"--num-cpus={recipe.env.ray_num_cpus}")
+    env = {**os.environ, **client_env(workspace)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise BackendError(f"`ray start` failed (exit {done.returncode}):\n{tail}")
+    (ray_dir / "address").write_text(f"127.0.0.1:{GCS_PORT}\n", encoding="utf-8")
+    (ray_dir / "temp_dir").write_text(f"{tmp}\n", encoding="utf-8")
+    (ray_dir / "metrics_port").write_text(f"{recipe.env.metrics_export_port}\n", encoding="utf-8")
+    return _wait_up(workspace, wait_s)
+
+
+def _wait_up(workspace: Path, wait_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        info = status(workspace)
+        if info["running"]:
+            return info
+        time.sleep(0.2)
+    raise BackendError(f"Ray started but did not answer on {head_address(workspace)} within {wait_s:.0f}s.")
+
+
+def head_address(workspace: Path) -> str | None:
+    """The GCS address of the workspace's head as `loom up` recorded it, or None."""
+    try:
+        return (_ray_dir(workspace) / "address").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _recorded_temp_dir(workspace: Path) -> Path:
+    try:
+        return Path((_ray_dir(workspace) / "temp_dir").read_text(encoding="utf-8").strip())
+    except OSError:
+        return temp_dir(workspace)
+
+
+def _pids(tmp: Path) -> list[int]:
+    """Processes of this head, found by its temp dir (never other Ray instances).
+
+    A process belongs to the head when its command line names the temp dir, or (for the agents
+    that rename themselves, e.g. ``ray::DashboardAgent``) when it holds a file open under it.
+    """
+    return [pid for pid in _other_pids() if _uses(pid, str(tmp))]
+
+
+def _other_pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and int(p.name) != os.getpid()]
+
+
+def _uses(pid: int, tmp: str) -> bool:
+    proc = Path("/proc") / str(pid)
+    try:
+        if tmp.encode() in (proc / "cmdline").read_bytes():
+            return True
+        return any(os.readlink(fd).startswith(tmp + "/") for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def status(workspace: Path) -> dict[str, Any]:
+    """Whether the workspace's head runs, its address, temp dir, token file, metrics port, pids."""
+    address, tmp = head_address(workspace), _recorded_temp_dir(workspace)
+    pids = _pids(tmp) if address else []
+    running = bool(address and pids and _listening(address))
+    return {"running": running, "address": address, "temp_dir": str(tmp),
+            "token_file": str(token_path(workspace)), "pids": pids,
+            "metrics_url": _metrics_url(workspace) if running else None}
+
+
+def _metrics_url(workspace: Path) -> str | None:
+    try:
+        port = int((_ray_dir(workspace) / "metrics_port").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+def down(workspace: Path, wait_s: float = 20.0, remove_temp: bool = False) -> dict[str, Any]:
+    """Stop this workspace's head and its workers (other Ray instances on the machine are untouched).
+
+    Args:
+        workspace: the Loom workspace.
+        wait_s: how long to wait for a clean exit before killing.
+        remove_temp: also delete Ray's temp dir (session logs); kept by default for debugging.
+    """
+    tmp = _recorded_temp_dir(workspace)
+    pids = _pids(tmp)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (wait_s if sig == signal.SIGTERM else 5)
+        while time.monotonic() < deadline and _pids(tmp):
+            time.sleep(0.2)
+        pids = _pids(tmp)
+        if not pids:
+            break
+    address_file = _ray_dir(workspace) / "address"
+    address_file.unlink(missing_ok=True)
+    if remove_temp and not pids:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return status(workspace)

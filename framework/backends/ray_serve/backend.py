@@ -1,0 +1,257 @@
+"""``ServeBackend``: the ``serving.deploy`` and ``rollout.step`` (strategy ``direct``) steps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from framework.backends.base import RunContext
+from framework.errors import BackendError
+
+
+class ServeBackend:
+    """Deploys the recipe's Serve application; a new model version arrives as the candidate slot.
+
+    ``serving.deploy``: no app yet → the registered version is the stable slot; an app with another
+    stable version → the new version is loaded as the candidate with weight 0 (rollout steps move
+    traffic). ``rollout.step`` with ``strategy: direct``: the candidate becomes stable in place.
+    Fingerprints are kept in ``<workspace>/serving/state.json`` and trusted only while the running
+    app still matches them.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("serving.deploy", "rollout.step")
+
+    def __init__(self, features: dict[str, Any] | None = None, stats: bool = True) -> None:
+        # ``features`` overrides the replicas' lookup settings (tests, demos without Feast).
+        self.features = features
+        self.stats = stats
+
+    # -- Backend protocol --------------------------------------------------------------------------
+
+    def observe(self, step: Any, ctx: RunContext) -> str | None:
+        """The stored fingerprint if the running app still matches it, else None."""
+        self._check_kind(step)
+        record = _load_state(ctx.workspace).get(step.address)
+        if record is None or not _serve_running(ctx):
+            return None
+        from framework.backends.ray_serve import traffic
+
+        config = traffic.app_configs().get(ctx.recipe.model_id)
+        if config is None or _digest(config["args"]) != record.get("args_sha"):
+            return None
+        running = _slot_versions(config["deployments"][0].get("user_config") or {})
+        if step.kind == "serving.deploy":
+            # Still deployed while the version it loaded is in a slot (a promotion keeps it).
+            matches = record.get("version") in running.values()
+        else:
+            matches = running == record.get("slots")
+        return record["fingerprint"] if matches else None
+
+    def apply(self, step: Any, ctx: RunContext) -> dict[str, Any]:
+        """Deploy (``serving.deploy``) or promote (``rollout.direct``); returns the app's outputs."""
+        self._check_kind(step)
+        from framework.backends.ray_serve import runtime
+
+        runtime.connect(ctx.recipe, ctx.workspace)
+        http = ctx.recipe.serving.http
+        client = runtime.ensure_serve(http.host, http.port)
+        host, port = runtime.http_address(client)
+        if (host, port) != (http.host, http.port):
+            # Serve is one HTTP proxy per cluster: an earlier start decided its address.
+            ctx.progress(f"note: Ray Serve already listens on {host}:{port}, not serving.http "
+                         f"{http.host}:{http.port}; restart the cluster (`loom down`) to move it")
+        if step.kind == "serving.deploy":
+            return self._deploy(step, ctx)
+        return self._promote(step, ctx)
+
+    def delete(self, address: str, ctx: RunContext) -> None:
+        """Remove the app for ``serving.deploy``; a rollout step leaves nothing to remove."""
+        state = _load_state(ctx.workspace)
+        state.pop(address, None)
+        _save_state(ctx.workspace, state)
+        if address.startswith("serving.deploy") and _serve_running(ctx):
+            from framework.backends.ray_serve import traffic
+            from framework.serving.stats import drop_stats
+
+            traffic.delete_app(ctx.recipe.model_id)
+            drop_stats(ctx.recipe.model_id)
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _deploy(self, step: Any, ctx: RunContext) -> dict[str, Any]:
+        from framework.backends.ray_serve import config as cfg
+        from framework.backends.ray_serve import traffic
+
+        model = _registered_model(step, ctx)
+        model_id = ctx.recipe.model_id
+        current = traffic.current_user_config(model_id)
+        user_config = _next_user_config(current, model)
+        try:
+            args = cfg.app_args(ctx.recipe, ctx.workspace, ctx.project_dir, self.features, self.stats,
+                                _fallback_models(ctx))
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        ctx.progress(f"deploying Serve application '{model_id}' (stable "
+                     f"{user_config['slots']['stable']['version']}, candidate "
+                     f"{(user_config['slots']['candidate'] or {}).get('version', '-')})")
+        traffic.deploy_app(cfg.app_config(model_id, args, user_config))
+        return self._record(step, ctx, args, user_config, version=str(model["version"]))
+
+    def _promote(self, step: Any, ctx: RunContext) -> dict[str, Any]:
+        from framework.backends.ray_serve import traffic
+
+        if step.attrs.get("strategy") != "direct":
+            raise BackendError(
+                f"{step.address}: ServeBackend applies only the 'direct' rollout strategy; "
+                f"'{step.attrs.get('strategy')}' belongs to the rollout controller."
+            )
+        model_id = ctx.recipe.model_id
+        current = traffic.current_user_config(model_id)
+        if current is None:
+            raise BackendError(f"{step.address}: no Serve application '{model_id}' to promote in; "
+                               "apply serving.deploy first.")
+        promoted = promote_candidate(current)
+        if promoted != current:
+            ctx.progress(f"promoting version {promoted['slots']['stable']['version']} to stable")
+            traffic.update_user_config(model_id, promoted)
+        args = traffic.app_configs()[model_id]["args"]
+        return self._record(step, ctx, args, promoted)
+
+    def _record(self, step: Any, ctx: RunContext, args: dict, user_config: dict,
+                version: str | None = None) -> dict[str, Any]:
+        state = _load_state(ctx.workspace)
+        state[step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
+                               "slots": _slot_versions(user_config), "version": version}
+        _save_state(ctx.workspace, state)
+        return _outputs(ctx, user_config)
+
+    def _check_kind(self, step: Any) -> None:
+        if step.kind not in self.kinds:
+            raise BackendError(f"{step.address}: ServeBackend does not handle kind '{step.kind}'.")
+
+
+def _next_user_config(current: dict | None, model: dict[str, Any]) -> dict[str, Any]:
+    """The new version as stable (first deploy) or as the weight-0 candidate (a later version)."""
+    from framework.backends.ray_serve.config import initial_user_config, slot_of
+
+    if current is None:
+        return initial_user_config(model)
+    new = json.loads(json.dumps(current))
+    slot = slot_of(model)
+    if new["slots"]["stable"]["version"] == slot["version"]:
+        return current
+    candidate = new["slots"].get("candidate") or {}
+    if candidate.get("version") == slot["version"]:
+        return current
+    new["slots"]["candidate"] = slot
+    new["candidate_weight"] = 0
+    new["config_version"] = int(new.get("config_version", 0)) + 1
+    return new
+
+
+def promote_candidate(current: dict[str, Any]) -> dict[str, Any]:
+    """The candidate as stable (the old stable kept as ``previous`` for the fallback chain)."""
+    candidate = current["slots"].get("candidate")
+    if not candidate:
+        return current
+    new = json.loads(json.dumps(current))
+    new["slots"] = {"stable": candidate, "candidate": None, "previous": current["slots"]["stable"]}
+    new["candidate_weight"] = 0
+    new["shadow_percent"] = 0
+    new["config_version"] = int(current.get("config_version", 0)) + 1
+    return new
+
+
+def _fallback_models(ctx: RunContext) -> list[dict[str, str]]:
+    """``serving.fallback`` levels of type ``model`` resolved through the registry to local UBJ files.
+
+    A fallback model that cannot be resolved is skipped with a warning: the rest of the chain
+    (rules, default) still answers, and the primary model is what this deploy is about.
+    """
+    levels = [lvl for lvl in ctx.recipe.serving.fallback if lvl.type == "model"]
+    if not levels:
+        return []
+    from framework.backends.model_registry.tracking import tracking_uri
+    from framework.backends.model_registry.versions import resolve_model
+
+    uri, resolved = tracking_uri(ctx.recipe, ctx.workspace), []
+    for i, level in enumerate(ctx.recipe.serving.fallback):
+        if level.type != "model":
+            continue
+        try:
+            model = resolve_model(uri, level.model_name, level.alias)
+        except Exception as exc:  # BackendError or MLflow's own: a missing model or alias
+            ctx.progress(f"warning: serving.fallback[{i}]: model '{level.model_name}@{level.alias}' "
+                         f"is not available ({exc}); that fallback level is skipped")
+            continue
+        resolved.append({"name": level.model_name, "version": model["version"],
+                         "model_path": model["model_path"]})
+    return resolved
+
+
+def _registered_model(step: Any, ctx: RunContext) -> dict[str, Any]:
+    model = ctx.upstream(step, "registry.register")
+    if not model.get("version") or not model.get("model_path"):
+        raise BackendError(
+            f"{step.address}: the registry.register step gave no model version and local model file "
+            "(expected outputs 'version' and 'model_path'); apply the registry step first."
+        )
+    return model
+
+
+def _outputs(ctx: RunContext, user_config: dict[str, Any]) -> dict[str, Any]:
+    from framework.backends.ray_serve.runtime import http_address
+
+    # The proxy's real address: Serve may already run on another port than this recipe's.
+    host, port = http_address()
+    prefix = ctx.recipe.serving.route_prefix.rstrip("/")
+    slots = user_config["slots"]
+    return {"app": ctx.recipe.model_id,
+            "url": f"http://{host}:{port}{prefix}/v1/models/{ctx.recipe.model_id}/predictions",
+            "stable_version": slots["stable"]["version"],
+            "candidate_version": (slots.get("candidate") or {}).get("version")}
+
+
+def _slot_versions(user_config: dict[str, Any]) -> dict[str, Any]:
+    slots = user_config.get("slots") or {}
+    return {role: (slots.get(role) or {}).get("version") for role in ("stable", "candidate")}
+
+
+def _digest(args: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
+
+
+def _serve_running(ctx: RunContext) -> bool:
+    try:
+        import ray
+        from ray.serve.context import _get_global_client
+
+        from framework.backends.ray_serve import runtime
+
+        # Observing never starts a cluster: no running Ray means nothing is deployed.
+        if not ray.is_initialized() and not runtime.connect(ctx.recipe, ctx.workspace, start=False):
+            return False
+        return _get_global_client(raise_if_no_controller_running=False) is not None
+    except BackendError:
+        return False
+
+
+def _state_path(workspace: Path) -> Path:
+    return Path(workspace) / "serving" / "state.json"
+
+
+def _load_state(workspace: Path) -> dict[str, Any]:
+    try:
+        return json.loads(_state_path(workspace).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(workspace: Path, state: dict[str, Any]) -> None:
+    path = _state_path(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)

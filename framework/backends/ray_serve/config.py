@@ -1,0 +1,115 @@
+"""The Serve config of a recipe's application: builder args, deployment options, ``serve deploy`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from framework.serving.auth import key_records
+from framework.serving.settings import AppArgs, deployment_options
+
+IMPORT_PATH = "framework.serving.app:build_app"
+DEPLOYMENT = "Predictor"
+
+
+def entity_keys(recipe: Any) -> dict[str, str]:
+    """Join keys of the entities behind the model's features, with their value types."""
+    keys: dict[str, str] = {}
+    views = {view for view, _ in recipe.feature_refs()}
+    for view in sorted(views):
+        for entity_name in recipe.features.views[view].entities:
+            entity = recipe.features.entities[entity_name]
+            keys.update({k: entity.value_type for k in entity.join_keys})
+    return keys
+
+
+def feast_settings(recipe: Any, workspace: Path) -> dict[str, Any]:
+    """How replicas reach the online store: the generated Feast repo and the feature service."""
+    from framework.backends.feast.repo import repo_dir
+
+    return {"type": "feast", "repo_dir": str(repo_dir(Path(workspace).resolve(), recipe.project)),
+            "feature_service": recipe.features.service.name}
+
+
+def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
+             features: dict[str, Any] | None = None, stats: bool = True,
+             fallback_models: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The builder ``args`` (JSON): keys are sha256 hashes only, never the keys themselves.
+
+    Args:
+        recipe: the validated recipe.
+        workspace: the Loom workspace.
+        project_dir: where a relative ``serving.auth.keys_file`` resolves.
+        features: replica feature-lookup settings; the Feast online store by default.
+        stats: ship per-request samples to the stats actor (the rollout controller reads them).
+        fallback_models: ``serving.fallback`` models resolved to ``{name, version, model_path}``.
+
+    Raises:
+        ValueError: an API key's secret is unavailable (the message names the recipe key).
+    """
+    args = AppArgs(
+        model_id=recipe.model_id,
+        task=recipe.task,
+        feature_names=recipe.feature_names(),
+        entity_keys=entity_keys(recipe),
+        serving=recipe.serving,
+        features=features or feast_settings(recipe, workspace),
+        api_keys=key_records(recipe.serving, project_dir) if recipe.serving.auth.enabled else [],
+        stats=stats,
+        fallback_models=fallback_models or [],
+        deployment_name=DEPLOYMENT,
+    )
+    return args.model_dump(mode="json")
+
+
+def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any]) -> dict[str, Any]:
+    """One application of a ``ServeDeploySchema``: builder, args, and the ingress's options."""
+    parsed = AppArgs.model_validate(args)
+    options = deployment_options(parsed)
+    return {
+        "name": model_id,
+        "route_prefix": parsed.serving.route_prefix,
+        "import_path": IMPORT_PATH,
+        "args": args,
+        "deployments": [{**options, "user_config": user_config}],
+    }
+
+
+def serve_config(recipe: Any, workspace: Path, user_config: dict[str, Any],
+                 project_dir: Path | None = None, features: dict[str, Any] | None = None) -> dict:
+    """A complete config that ``serve deploy`` accepts: HTTP on the recipe's host (127.0.0.1 by default).
+
+    Args:
+        recipe: the validated recipe.
+        workspace: the Loom workspace (the Feast repo lives in ``<workspace>/feast``).
+        user_config: the slots/weights document (see ``traffic.py``).
+        project_dir: where a relative ``serving.auth.keys_file`` resolves.
+        features: replica feature-lookup settings; the Feast online store by default.
+    """
+    args = app_args(recipe, workspace, project_dir, features)
+    http = recipe.serving.http
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": http.host, "port": http.port},
+        "logging_config": {"enable_access_log": False},
+        "applications": [app_config(recipe.model_id, args, user_config)],
+    }
+
+
+def validate_config(config: dict[str, Any]) -> Any:
+    """The config as Ray's ``ServeDeploySchema`` (raises pydantic's ``ValidationError``)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    return ServeDeploySchema.model_validate(config)
+
+
+def initial_user_config(model: dict[str, Any]) -> dict[str, Any]:
+    """The first ``user_config`` of an app: the registered model as the stable slot."""
+    return {"slots": {"stable": slot_of(model), "candidate": None},
+            "candidate_weight": 0, "shadow_percent": 0, "config_version": 1}
+
+
+def slot_of(model: dict[str, Any]) -> dict[str, str]:
+    """A slot from ``registry.register`` outputs."""
+    return {"version": str(model["version"]), "model_path": str(model["model_path"]),
+            "model_uri": str(model.get("model_uri", ""))}

@@ -1,0 +1,140 @@
+"""The Ray Train V2 XGBoost job: data to workers by object ref, one report at the end, booster back."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework.errors import BackendError
+
+MODEL_FILE = "model.ubj"
+EVALS_FILE = "evals.json"
+
+
+@dataclass
+class TrainJob:
+    """What one training run needs, independent of the recipe (the benchmark builds one directly)."""
+
+    params: dict[str, Any]
+    num_boost_round: int
+    early_stopping_rounds: int | None
+    num_workers: int
+    cpus_per_worker: float
+    use_gpu: bool
+    max_failures: int
+    storage_path: str
+    name: str
+
+
+@dataclass
+class TrainResult:
+    """The trained booster's bytes (UBJ), its per-round validation metrics and timing."""
+
+    model_bytes: bytes
+    evals: dict[str, list[float]]
+    best_iteration: int
+    rounds: int
+    elapsed_s: float
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker: train on this worker's shard, report once at the end.
+
+    Ray Train's XGBoost backend has already joined the workers into one XGBoost collective, so
+    ``xgboost.train`` here is data-parallel across them.
+    """
+    import ray
+    import ray.train
+    import xgboost as xgb
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    data = ray.get(config["data"])
+    names = config["feature_names"]
+    # Rows are dealt round-robin so every worker sees the same label mix.
+    dtrain = xgb.DMatrix(data["x_train"][rank::world], label=data["y_train"][rank::world],
+                         feature_names=names)
+    dval = xgb.DMatrix(data["x_val"][rank::world], label=data["y_val"][rank::world],
+                       feature_names=names)
+    evals_result: dict[str, Any] = {}
+    booster = xgb.train(
+        config["params"], dtrain, num_boost_round=config["num_boost_round"],
+        evals=[(dval, "validation")], early_stopping_rounds=config["early_stopping_rounds"],
+        evals_result=evals_result, verbose_eval=False,
+    )
+    _report(booster, evals_result.get("validation", {}), rank)
+
+
+def _report(booster: Any, evals: dict[str, list[float]], rank: int) -> None:
+    import ray.train
+
+    rounds = booster.num_boosted_rounds()
+    best = int(getattr(booster, "best_iteration", rounds - 1))
+    # Keep only the trees up to the best round, so every reader of the UBJ predicts the same.
+    booster = booster[: best + 1]
+    metrics = {"best_iteration": best, "rounds": rounds}
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        booster.save_model(os.path.join(tmp, MODEL_FILE))
+        Path(tmp, EVALS_FILE).write_text(json.dumps(evals), encoding="utf-8")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[str]) -> TrainResult:
+    """Fit ``job`` with ``XGBoostTrainer`` on the running Ray; return the booster and its metrics.
+
+    Raises:
+        BackendError: when the Ray Train run fails (after ``max_failures`` retries).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    started = time.perf_counter()
+    trainer = XGBoostTrainer(
+        train_loop,
+        train_loop_config={
+            "data": ray.put(arrays), "feature_names": feature_names, "params": job.params,
+            "num_boost_round": job.num_boost_round, "early_stopping_rounds": job.early_stopping_rounds,
+        },
+        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
+                                     resources_per_worker={"CPU": job.cpus_per_worker}),
+        run_config=RunConfig(name=job.name, storage_path=job.storage_path,
+                             failure_config=FailureConfig(max_failures=job.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # ray.train.TrainingFailedError and friends
+        raise BackendError(
+            f"Ray Train failed training the model ({type(exc).__name__}: {_first_line(exc)}). "
+            "Check training.scaling (num_workers x cpus_per_worker must fit the Ray cluster) "
+            "and training.model.params."
+        ) from exc
+    return _read_result(result, time.perf_counter() - started)
+
+
+def _read_result(result: Any, elapsed_s: float) -> TrainResult:
+    if result.checkpoint is None:
+        raise BackendError("Ray Train finished without a model checkpoint; rerun with --debug.")
+    with result.checkpoint.as_directory() as directory:
+        model_bytes = Path(directory, MODEL_FILE).read_bytes()
+        evals = json.loads(Path(directory, EVALS_FILE).read_text(encoding="utf-8"))
+    metrics = result.metrics or {}
+    return TrainResult(model_bytes=model_bytes, evals=evals,
+                       best_iteration=int(metrics.get("best_iteration", 0)),
+                       rounds=int(metrics.get("rounds", 0)), elapsed_s=elapsed_s)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

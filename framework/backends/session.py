@@ -1,0 +1,30 @@
+"""One Ray connection for a whole apply: training, serving and the rollout controller share it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from framework.backends.base import RunContext
+
+
+@contextlib.contextmanager
+def engine_session(ctx: RunContext, serving: bool) -> Iterator[None]:
+    """Connect once for every step of an apply.
+
+    With serving steps and no ``env.ray_address``, the workspace's Ray head is started first (in the
+    background), so Serve applications and the rollout controller outlive the command; training
+    then runs on the same head. A Ray already initialised in this process (a test session's) is
+    used as it is.
+    """
+    import ray
+
+    from framework.backends import ray_runtime
+
+    if serving and not ray.is_initialized():
+        from framework.backends.ray_serve.commands import cluster_up
+
+        info = cluster_up(ctx.recipe, ctx.workspace)
+        ctx.progress(f"ray: head at {info.get('address')}")
+    with ray_runtime.ray_for(ctx.recipe, ctx.workspace, progress=ctx.progress):
+        yield

@@ -1,0 +1,130 @@
+"""Operational commands beside plan/apply: cluster, features, registry, predict, export, rollout.
+
+Like ``api``, this is a seam the CLI calls; every function takes the same ``recipe=NAME [overrides]``
+arguments, loads the recipe, and calls one backend function (heavy SDKs load inside those).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from framework import api
+from framework.backends.base import RunContext
+from framework.spec.env import Env
+
+
+def _ctx(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> RunContext:
+    loaded = api.validate(args, templates, project_dir)
+    return api.context(loaded.recipe, loaded.project_dir)
+
+
+def _cluster_target(args: list[str], templates: tuple[str, ...], project_dir: Path | None) -> tuple[Any, Path]:
+    """The recipe (or Env defaults when no recipe is named) and its workspace."""
+    if any(a.startswith("recipe=") for a in args):
+        ctx = _ctx(args, templates, project_dir)
+        return ctx.recipe, ctx.workspace
+    project = (project_dir or Path.cwd()).resolve()
+    env = Env()
+    return SimpleNamespace(env=env), project / env.workspace_dir
+
+
+def cluster(action: str, args: list[str], templates: tuple[str, ...] = (),
+            project_dir: Path | None = None) -> dict[str, Any]:
+    """``loom up|down|status``: the workspace's embedded Ray head."""
+    from framework.backends.ray_serve import commands
+
+    recipe, workspace = _cluster_target(args, templates, project_dir)
+    if action == "up":
+        return commands.cluster_up(recipe, workspace)
+    if action == "down":
+        return commands.cluster_down(workspace)
+    return commands.cluster_status(workspace)
+
+
+def predict(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> dict[str, Any]:
+    """``loom predict recipe=churn customer_id=C000042 [feature=value ...]``."""
+    from framework.backends.ray_serve import commands
+    from framework.loading import split_args
+
+    name, rest = split_args(args)
+    overrides = [a for a in rest if "." in a.split("=", 1)[0] or a.startswith(("+", "~"))]
+    pairs = [a for a in rest if a not in overrides]
+    ctx = _ctx([f"recipe={name}", *overrides] if name else overrides, templates, project_dir)
+    return commands.predict(ctx.recipe, ctx.workspace, pairs)
+
+
+def export_serve_config(args: list[str], out: Path, templates: tuple[str, ...] = (),
+                        project_dir: Path | None = None) -> Path:
+    """``loom export serve-config``: a Serve config file that ``serve deploy`` accepts."""
+    from framework.backends.ray_serve import commands
+
+    ctx = _ctx(args, templates, project_dir)
+    return commands.export_serve_config(ctx.recipe, ctx.workspace, ctx.project_dir, out)
+
+
+def launch_summary(ctx: RunContext) -> list[str]:
+    """The endpoint, versions and a ready-to-paste curl, after a launch that deployed."""
+    from framework.backends.ray_serve import commands
+
+    outputs = ctx.outputs.get("serving.deploy") or {}
+    return commands.launch_summary(ctx.recipe, outputs, ctx.project_dir) if outputs else []
+
+
+def materialize(args: list[str], end: datetime | None = None, templates: tuple[str, ...] = (),
+                project_dir: Path | None = None) -> dict[str, Any]:
+    """``loom features materialize``: load feature values up to ``end`` (default now) online."""
+    from framework.backends.feast import commands
+
+    return commands.materialize(_ctx(args, templates, project_dir), end)
+
+
+def features_get(args: list[str], templates: tuple[str, ...] = (),
+                 project_dir: Path | None = None) -> dict[str, Any]:
+    """``loom features get recipe=churn customer_id=C000042``: the online features of one entity."""
+    from framework.backends.feast import commands
+    from framework.loading import split_args
+
+    name, rest = split_args(args)
+    pairs = dict(a.split("=", 1) for a in rest if "=" in a and "." not in a.split("=", 1)[0])
+    overrides = [a for a in rest if a.split("=", 1)[0] not in pairs]
+    ctx = _ctx([f"recipe={name}", *overrides] if name else overrides, templates, project_dir)
+    return commands.get_online(ctx, pairs)
+
+
+def registry(action: str, args: list[str], version: str | None = None, templates: tuple[str, ...] = (),
+             project_dir: Path | None = None) -> Any:
+    """``loom registry list|show|promote``: the recipe's registered model versions."""
+    from framework.backends.model_registry import versions
+
+    ctx = _ctx(args, templates, project_dir)
+    if action == "list":
+        return versions.list_versions(ctx)
+    if action == "show":
+        return versions.show_version(ctx, version or ctx.recipe.registry.champion_alias)
+    return versions.promote(ctx, version or ctx.recipe.registry.candidate_alias)
+
+
+def rollout_status(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> str:
+    """``loom rollout status``: current step, weights, last analyses and a timeline (from files)."""
+    from framework.rollout.status import format_status, status
+
+    ctx = _ctx(args, templates, project_dir)
+    return format_status(status(ctx.workspace, ctx.recipe.model_id))
+
+
+def rollout_command(name: str, args: list[str], reason: str | None = None, templates: tuple[str, ...] = (),
+                    project_dir: Path | None = None) -> str:
+    """``loom rollout promote|abort|rollback``: tell the running controller, then show the status."""
+    from framework.rollout import actor, engines
+    from framework.rollout.status import format_status
+
+    ctx = _ctx(args, templates, project_dir)
+    recipe, ws = ctx.recipe, ctx.workspace
+    actor.connect(recipe, ws)
+    ports = functools.partial(engines.real_ports, recipe.model_id, engines.RegistryPromoter.for_recipe(recipe, ws))
+    kwargs = {"reason": reason} if reason else {}
+    return format_status(getattr(actor, name)(ws, recipe.model_id, ports, **kwargs))

@@ -1,0 +1,235 @@
+"""Judge one analysis window: the candidate's live samples against the stable version's."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from framework.spec.rollout import Analysis
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+#: p99s below this are noise on a shared machine; flooring them keeps the ratio check meaningful.
+LATENCY_FLOOR_MS = 2.0
+#: Added to every PSI bin share so an empty bin does not make PSI infinite.
+PSI_EPSILON = 1e-4
+PSI_BINS = 10
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Every number of one window's analysis, the verdict and a reason people can read."""
+
+    verdict: Verdict
+    reason: str
+    window_start: float
+    window_end: float
+    candidate_version: str
+    candidate_role: str
+    n_candidate: int
+    n_stable: int
+    candidate_errors: int
+    error_rate: float | None
+    stable_error_rate: float | None
+    p99_ms: float | None
+    stable_p99_ms: float | None
+    latency_ratio: float | None
+    psi: float | None
+    psi_noise: float
+    agreement: float | None
+    n_pairs: int
+    baseline: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, numbers rounded for the audit log."""
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def p99(values: Sequence[float]) -> float | None:
+    """The 99th percentile (None for no values)."""
+    return float(np.percentile(np.asarray(values, dtype=float), 99)) if len(values) else None
+
+
+def psi(reference: Sequence[float], actual: Sequence[float]) -> float | None:
+    """Population stability index of ``actual`` against ``reference`` (None if either is empty).
+
+    Scores inside [0, 1] (probabilities) use ten fixed bins, so windows are comparable over time;
+    other scores (regression) use the reference's deciles as bin edges.
+    """
+    ref = np.asarray(reference, dtype=float)
+    act = np.asarray(actual, dtype=float)
+    if not len(ref) or not len(act):
+        return None
+    edges = _bin_edges(ref, act)
+    ref_share = np.histogram(ref, edges)[0] / len(ref) + PSI_EPSILON
+    act_share = np.histogram(act, edges)[0] / len(act) + PSI_EPSILON
+    return float(np.sum((act_share - ref_share) * np.log(act_share / ref_share)))
+
+
+def psi_noise(reference: Sequence[float], actual: Sequence[float]) -> float:
+    """The PSI two samples of the same distribution show on average, from their sizes alone.
+
+    PSI is a symmetric KL divergence, so for equal distributions it is about
+    (bins - 1) * (1/n_ref + 1/n_act): 0.18 for 50 against 50 requests. Judging the excess over
+    it keeps small windows from failing healthy candidates.
+    """
+    if not len(reference) or not len(actual):
+        return 0.0
+    edges = _bin_edges(np.asarray(reference, float), np.asarray(actual, float))
+    both = np.histogram(np.concatenate([reference, actual]), edges)[0]
+    bins = max(1, int(np.count_nonzero(both)))
+    return (bins - 1) * (1 / len(reference) + 1 / len(actual))
+
+
+def _bin_edges(ref: np.ndarray, act: np.ndarray) -> np.ndarray:
+    lo, hi = min(ref.min(), act.min()), max(ref.max(), act.max())
+    if lo >= 0 and hi <= 1:
+        return np.linspace(0.0, 1.0, PSI_BINS + 1)
+    inner = np.unique(np.quantile(ref, np.linspace(0, 1, PSI_BINS + 1)[1:-1]))
+    return np.concatenate([[min(lo, inner[0]) - 1e-9], inner, [max(hi, inner[-1]) + 1e-9]])
+
+
+def split_roles(
+    samples: Iterable[dict[str, Any]], candidate_version: str, stable_version: str, role: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(candidate samples of ``role``, stable samples), each filtered by its version."""
+    cand, stable = [], []
+    for s in samples:
+        if s.get("role") == role and str(s.get("version")) == candidate_version:
+            cand.append(s)
+        elif s.get("role") == "stable" and str(s.get("version")) == stable_version:
+            stable.append(s)
+    return cand, stable
+
+
+def analyse(
+    candidate: list[dict[str, Any]],
+    stable: list[dict[str, Any]],
+    limits: Analysis,
+    *,
+    window: tuple[float, float],
+    candidate_version: str,
+    role: str = "candidate",
+    baseline: list[dict[str, Any]] | None = None,
+) -> AnalysisResult:
+    """Compare one window's candidate samples against the stable ones.
+
+    Args:
+        candidate: samples answered (or shadowed) by the candidate version in the window.
+        stable: samples answered by the stable version in the same window.
+        limits: the recipe's ``rollout.analysis`` thresholds.
+        window: (start, end) epoch seconds, recorded in the result.
+        candidate_version: the version judged, recorded in the result.
+        role: "candidate" (canary, blue-green bake) or "shadow" (blue-green shadow phase).
+        baseline: stable samples from an earlier window, used for the relative checks (latency
+            ratio, PSI) when this window has fewer than ``min_requests`` stable samples, as at
+            100% weight.
+
+    Returns:
+        An AnalysisResult: "inconclusive" below ``min_requests`` candidate samples, else "fail" when
+        any threshold is broken (the reason lists each), else "pass".
+    """
+    ref, source = _reference(stable, baseline, limits.min_requests)
+    nums = _numbers(candidate, stable, ref)
+    failed = _broken_limits(nums, limits)
+    n = len(candidate)
+    if n < limits.min_requests:
+        verdict: Verdict = "inconclusive"
+        reason = f"only {n} of {limits.min_requests} {role} requests needed to judge"
+    elif failed:
+        verdict, reason = "fail", "; ".join(failed)
+    else:
+        verdict, reason = "pass", _pass_reason(nums, source)
+    return AnalysisResult(
+        verdict=verdict, reason=reason, window_start=window[0], window_end=window[1],
+        candidate_version=candidate_version, candidate_role=role, n_candidate=n,
+        n_stable=len(stable), baseline=source, **nums,
+    )
+
+
+def _reference(
+    stable: list[dict[str, Any]], baseline: list[dict[str, Any]] | None, min_requests: int
+) -> tuple[list[dict[str, Any]], str]:
+    if len(stable) >= min_requests:
+        return stable, "window"
+    if baseline and len(baseline) >= min_requests:
+        return baseline, "earlier window"
+    return [], "none"
+
+
+def _numbers(
+    cand: list[dict[str, Any]], stable: list[dict[str, Any]], ref: list[dict[str, Any]]
+) -> dict[str, Any]:
+    errors = sum(1 for s in cand if not s.get("ok", True))
+    c_p99 = p99([float(s["latency_ms"]) for s in cand])
+    r_p99 = p99([float(s["latency_ms"]) for s in ref])
+    ratio = None
+    if c_p99 is not None and r_p99 is not None:
+        ratio = max(c_p99, LATENCY_FLOOR_MS) / max(r_p99, LATENCY_FLOOR_MS)
+    agreement, pairs = _agreement(cand, stable)
+    return {
+        "candidate_errors": errors,
+        "error_rate": errors / len(cand) if cand else None,
+        "stable_error_rate": _error_rate(stable),
+        "p99_ms": c_p99,
+        "stable_p99_ms": r_p99,
+        "latency_ratio": ratio,
+        "psi": psi(_scores(ref), _scores(cand)),
+        "psi_noise": psi_noise(_scores(ref), _scores(cand)),
+        "agreement": agreement,
+        "n_pairs": pairs,
+    }
+
+
+def _error_rate(samples: list[dict[str, Any]]) -> float | None:
+    return sum(1 for s in samples if not s.get("ok", True)) / len(samples) if samples else None
+
+
+def _scores(samples: list[dict[str, Any]]) -> list[float]:
+    return [float(s["score"]) for s in samples if s.get("ok", True) and s.get("score") is not None]
+
+
+def _agreement(
+    cand: list[dict[str, Any]], stable: list[dict[str, Any]]
+) -> tuple[float | None, int]:
+    """Share of paired answers on the same side of 0.5 (shadow samples pair with stable ones).
+
+    A shadow sample pairs with the stable answer to the same request: through its own
+    ``stable_score`` key, or through a ``request_id`` both samples carry.
+    """
+    by_id = {s["request_id"]: s.get("score") for s in stable if s.get("request_id") is not None}
+    pairs = []
+    for s in cand:
+        other = s.get("stable_score", by_id.get(s.get("request_id")))
+        if s.get("ok", True) and s.get("score") is not None and other is not None:
+            pairs.append((float(s["score"]) >= 0.5) == (float(other) >= 0.5))
+    return (sum(pairs) / len(pairs) if pairs else None), len(pairs)
+
+
+def _broken_limits(nums: dict[str, Any], limits: Analysis) -> list[str]:
+    checks = [
+        ("error rate", nums["error_rate"], limits.max_error_rate, "{:.3f}"),
+        ("p99 latency ms", nums["p99_ms"], limits.max_p99_latency_ms, "{:.1f}"),
+        ("p99 latency ratio to stable", nums["latency_ratio"], limits.max_latency_ratio, "{:.2f}"),
+        ("score PSI against stable (beyond sampling noise)", _psi_excess(nums),
+         limits.max_prediction_psi, "{:.3f}"),
+    ]
+    return [
+        f"{name} {fmt.format(value)} > {fmt.format(limit)}"
+        for name, value, limit, fmt in checks
+        if value is not None and value > limit
+    ]
+
+
+def _psi_excess(nums: dict[str, Any]) -> float | None:
+    return None if nums["psi"] is None else max(0.0, nums["psi"] - nums["psi_noise"])
+
+
+def _pass_reason(nums: dict[str, Any], source: str) -> str:
+    text = f"error rate {nums['error_rate']:.3f}, p99 {nums['p99_ms']:.1f} ms"
+    if source == "none":
+        return text + " (no stable traffic to compare: latency ratio and PSI not judged)"
+    text += f", latency ratio {nums['latency_ratio']:.2f}, PSI {nums['psi'] or 0:.3f}"
+    return text + (" (stable from an earlier window)" if source == "earlier window" else "")

@@ -1,0 +1,188 @@
+"""``RolloutBackend``: applies the ``rollout.step`` steps of canary and blue-green rollouts.
+
+The first rollout step starts the controller for the whole sequence; every step's apply then waits
+(unless ``wait=False``, i.e. ``loom launch --detach``) until the controller has passed that step.
+Which steps belong to which rollout is kept in ``<workspace>/rollout/<model_id>/steps.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from framework.backends.base import RunContext
+from framework.compile.plan import Step
+from framework.errors import BackendError, PlanError
+from framework.rollout.phases import RolloutSpec, spec_from_recipe
+from framework.rollout.state import TERMINAL, StateStore
+from framework.spec.rollout import BlueGreen, Canary
+
+
+class RolloutBackend:
+    """Progressive rollouts (strategies canary and blue_green) driven by the controller actor.
+
+    Args:
+        wait: block in ``apply`` until the controller has passed each step, printing progress.
+        supersede: end a running rollout of the same model instead of refusing to start.
+        timeout_s: longest wait per step (None: as long as it takes); the rollout goes on.
+        ports: picklable factory of the controller's ports; default the real engines.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("rollout.step",)
+
+    def __init__(self, wait: bool = True, supersede: bool = False, timeout_s: float | None = None,
+                 poll_s: float = 0.5, ports: Any = None) -> None:
+        self.wait, self.supersede, self.timeout_s, self.poll_s = wait, supersede, timeout_s, poll_s
+        self.ports = ports
+
+    def observe(self, step: Step, ctx: RunContext) -> str | None:
+        """The step's fingerprint while its rollout runs or after it promoted, else None.
+
+        A rolled-back, aborted or superseded rollout did not reach the plan's target state, so
+        the plan shows its steps again; applying them starts a new rollout of the version.
+        """
+        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        state, steps = store.load(), _load_steps(store)
+        if state is None or steps.get("rollout_id") != state.rollout_id:
+            return None
+        if state.status not in ("running", "promoted"):
+            return None
+        return steps["fingerprints"].get(step.address)
+
+    def apply(self, step: Step, ctx: RunContext) -> dict[str, Any]:
+        """Start the rollout (first step) or follow it (later steps); outputs its status."""
+        strategy = step.attrs.get("strategy")
+        if strategy not in ("canary", "blue_green"):
+            raise BackendError(f"{step.address}: strategy {strategy!r} is applied by the serving "
+                               "backend, not the rollout controller.")
+        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        deploy = ctx.upstream(step, "serving.deploy")
+        if any(d.startswith("serving.deploy") for d in step.depends_on):
+            started = self._start(step, ctx, store, deploy)
+            if started is not None:
+                return started
+        state = store.load()
+        if state is None:
+            raise PlanError(f"{step.address}: no rollout was started for this model; "
+                            "apply the plan from its first rollout step.")
+        _record_step(store, state.rollout_id, step)
+        if self.wait:
+            return self._wait_for(step, ctx, store)
+        return _outputs(store, step)
+
+    def delete(self, address: str, ctx: RunContext) -> None:
+        """Forget the step; a running rollout is aborted (candidate weight 0) first."""
+        from framework.rollout import actor
+
+        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        state = store.load()
+        if state is not None and state.running:
+            actor.abort(ctx.workspace, ctx.recipe.model_id, self._ports(ctx),
+                        reason=f"{address} deleted from the plan")
+        steps = _load_steps(store)
+        steps.get("fingerprints", {}).pop(address, None)
+        _save_steps(store, steps)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _start(self, step: Step, ctx: RunContext, store: StateStore,
+               deploy: dict[str, Any]) -> dict[str, Any] | None:
+        from framework.rollout import actor
+
+        if "stable_version" not in deploy:  # serving.deploy was found applied, not applied now
+            actor.connect(ctx.recipe, ctx.workspace)
+            deploy = _live_versions(ctx.recipe.model_id)
+        if not deploy.get("stable_version") or not deploy.get("candidate_version"):
+            # First deploy (the new version is already stable) or nothing new: nothing to move.
+            ctx.progress(f"{step.address}: no candidate beside a stable version; nothing to roll out")
+            return {"status": "nothing to roll out", "stable_version": deploy.get("stable_version")}
+        actor.connect(ctx.recipe, ctx.workspace)
+        spec = _spec(ctx)
+        ctx.progress(f"{step.address}: starting a {spec.strategy} rollout of version "
+                     f"{deploy['candidate_version']} against {deploy['stable_version']}")
+        actor.start(ctx.workspace, ctx.recipe.model_id, spec, self._ports(ctx),
+                    supersede=self.supersede)
+        _save_steps(store, {"rollout_id": store.require().rollout_id, "fingerprints": {}})
+        return None
+
+    def _wait_for(self, step: Step, ctx: RunContext, store: StateStore) -> dict[str, Any]:
+        from framework.rollout import actor
+
+        spec = RolloutSpec.from_dict(store.require().spec)
+        index = spec.step_index(step.address)
+        final = actor.wait(ctx.workspace, ctx.recipe.model_id, ctx.progress, self.poll_s,
+                           self.timeout_s, until=lambda s: _passed(s, index))
+        if final["status"] in TERMINAL and final["status"] != "promoted":
+            raise BackendError(
+                f"{step.address}: the rollout of {ctx.recipe.model_id} version "
+                f"{final['candidate_version']} was {final['status'].replace('_', ' ')}: "
+                f"{final['reason']}. Stable version {final['stable_version']} serves all traffic; "
+                "see `loom rollout status`."
+            )
+        return _outputs(store, step)
+
+    def _ports(self, ctx: RunContext) -> Any:
+        if self.ports is not None:
+            return self.ports
+        from framework.rollout.engines import RegistryPromoter, real_ports
+
+        promoter = RegistryPromoter.for_recipe(ctx.recipe, ctx.workspace)
+        return functools.partial(real_ports, ctx.recipe.model_id, promoter)
+
+
+def _live_versions(model_id: str) -> dict[str, Any]:
+    from framework.rollout.engines import ServeTraffic
+
+    slots = (ServeTraffic(model_id).current() or {}).get("slots") or {}
+    return {"stable_version": (slots.get("stable") or {}).get("version"),
+            "candidate_version": (slots.get("candidate") or {}).get("version")}
+
+
+def _spec(ctx: RunContext) -> RolloutSpec:
+    rollout = ctx.recipe.rollout
+    if not isinstance(rollout, (Canary, BlueGreen)):
+        raise BackendError(f"rollout.strategy {rollout.strategy!r} has no controller.")
+    return spec_from_recipe(rollout)
+
+
+def _passed(s: dict[str, Any], index: int) -> bool:
+    """Whether the controller is past phase ``index`` (0-based; len(phases) is promotion)."""
+    return s["status"] == "running" and s["phase"]["index"] - 1 > index
+
+
+def _outputs(store: StateStore, step: Step) -> dict[str, Any]:
+    st = store.require()
+    cfg = st.user_config or {}
+    return {"rollout_id": st.rollout_id, "status": st.status, "phase_index": st.phase_index,
+            "candidate_version": st.candidate_version, "stable_version": st.stable_version,
+            "candidate_weight": cfg.get("candidate_weight"), "step": step.address}
+
+
+def _steps_path(store: StateStore) -> Path:
+    return store.dir / "steps.json"
+
+
+def _load_steps(store: StateStore) -> dict[str, Any]:
+    try:
+        return json.loads(_steps_path(store).read_text())
+    except (OSError, ValueError):
+        return {"fingerprints": {}}
+
+
+def _save_steps(store: StateStore, steps: dict[str, Any]) -> None:
+    path = _steps_path(store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(steps, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _record_step(store: StateStore, rollout_id: str, step: Step) -> None:
+    steps = _load_steps(store)
+    if steps.get("rollout_id") != rollout_id:
+        steps = {"rollout_id": rollout_id, "fingerprints": {}}
+    steps["fingerprints"][step.address] = step.fingerprint
+    _save_steps(store, steps)

@@ -1,0 +1,367 @@
+"""The rollout state machine: walks the phases, judges each interval, promotes or rolls back."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any, Callable
+
+from framework.errors import BackendError, StateError
+from framework.rollout.analysis import AnalysisResult, analyse, split_roles
+from framework.rollout.guard import live_slots, retire_running
+from framework.rollout.phases import Phase, RolloutSpec
+from framework.rollout.ports import Clock, Promoter, SampleSource, TrafficSetter
+from framework.rollout.state import KEEP_ANALYSES, RolloutState, StateStore
+
+
+class Superseded(Exception):
+    """Another rollout owns the model now; this controller stops without writing."""
+
+
+class RolloutController:
+    """Moves one model's traffic through a RolloutSpec, deciding at every analysis interval.
+
+    Pure logic: traffic changes go through ``setter``, samples come from ``source``, the registry
+    through ``promoter``, time from ``clock``. State is written (``store``) before traffic changes,
+    so a controller built with ``resume`` continues where a dead one stopped.
+
+    Replicas ship samples in batches (about once a second), so a window is complete only
+    ``sample_lag_s`` after it ends: a failure visible at the window's end is acted on at once,
+    a pass waits for the complete window.
+    """
+
+    def __init__(
+        self, store: StateStore, state: RolloutState, *, setter: TrafficSetter,
+        source: SampleSource, promoter: Promoter, clock: Clock, sample_lag_s: float = 0.0,
+    ) -> None:
+        self.store, self.state = store, state
+        self.setter, self.source, self.promoter, self.clock = setter, source, promoter, clock
+        self.sample_lag_s = sample_lag_s
+        self.spec = RolloutSpec.from_dict(state.spec)
+        self._baseline: list[dict[str, Any]] = []
+        self._errors = 0
+        self._peeked = -1.0  # the window end already judged early
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls, store: StateStore, spec: RolloutSpec, *, supersede: bool = False, **deps: Any
+    ) -> "RolloutController":
+        """Begin a rollout of the candidate slot the app has loaded now; enter the first phase.
+
+        Raises:
+            StateError: a rollout of this model is running and ``supersede`` is False.
+            BackendError: the app is not deployed or has no candidate slot loaded.
+        """
+        clock: Clock = deps["clock"]
+        with store.lock():
+            current = deps["setter"].current()
+            stable, candidate = live_slots(current, store.model_id)
+            retire_running(store, candidate["version"], supersede, clock.now())
+            now = clock.now()
+            state = RolloutState(
+                rollout_id=uuid.uuid4().hex[:12], model_id=store.model_id, spec=spec.to_dict(),
+                stable=stable, candidate=candidate, started_at=now, updated_at=now,
+                config_version=int(current.get("config_version", 0)), user_config=current,
+                applied=True,
+            )
+            store.save(state)
+        ctl = cls(store, state, **deps)
+        ctl._audit("start", strategy=spec.strategy, stable_version=state.stable_version,
+                   candidate_version=state.candidate_version, phases=spec.addresses())
+        ctl._enter_phase(0)
+        return ctl
+
+    @classmethod
+    def resume(cls, store: StateStore, **deps: Any) -> "RolloutController":
+        """A controller for the saved rollout; re-applies its desired config if it is running."""
+        state = store.require()
+        ctl = cls(store, state, **deps)
+        if state.running:
+            state.applied = False  # the dead controller may have died between save and set
+            ctl._audit("resumed", phase=ctl.phase.address, reason=(
+                f"controller took over at {ctl.phase.address} with {state.failures} failed "
+                "analyses so far; its desired weights are made live again"))
+            ctl._reconcile()
+        return ctl
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.spec.phases[min(self.state.phase_index, len(self.spec.phases) - 1)]
+
+    @property
+    def done(self) -> bool:
+        return not self.state.running and self.state.applied
+
+    def run(self, poll_s: float = 0.2,
+            should_stop: Callable[[], bool] = lambda: False) -> RolloutState:
+        """Tick until the rollout ends (or ``should_stop``); errors are audited and retried."""
+        while not self.done and not should_stop():
+            try:
+                busy = self.tick_safely()
+            except Superseded:
+                break
+            if not busy:
+                self.clock.sleep(self.backoff(poll_s))
+        return self.state
+
+    def backoff(self, poll_s: float) -> float:
+        """The wait before the next tick: ``poll_s``, doubling per consecutive error up to 10 s."""
+        return min(10.0, poll_s * 2 ** min(self._errors, 6)) if self._errors else poll_s
+
+    def tick_safely(self) -> bool:
+        """``tick``, auditing engine errors instead of raising them; True when more is due now.
+
+        Raises:
+            Superseded: another rollout owns the model; the caller stops.
+        """
+        try:
+            self.tick()
+        except Superseded:
+            raise
+        except Exception as exc:  # an engine hiccup must not kill the controller; retry later
+            self._errors += 1
+            self._audit("error", error=f"{exc.__class__.__name__}: {exc}"[:2000],
+                        consecutive=self._errors)
+            return False
+        self._errors = 0
+        return self._due() or not self.state.applied
+
+    def tick(self) -> RolloutState:
+        """Apply any pending config, then judge the current window if it is due.
+
+        A window is judged twice at most: at its end on the samples already shipped, acting only
+        on a "fail" (missing samples are a random share, so an error rate over the limit stays
+        over it), and ``sample_lag_s`` later on the complete window for every verdict.
+        """
+        self._check_owner()
+        self._reconcile()
+        st = self.state
+        if not st.running or not self._due():
+            return st
+        self._check_live_candidate()
+        phase, end = self.phase, self._window_end()
+        early = self.clock.now() < end + self.sample_lag_s
+        result = self._judge(st.window_start, end, record=not early)
+        if early:
+            self._peeked = end
+            if result.verdict != "fail":
+                return st
+            self._record(result)
+        st.window_start = end
+        held = end >= st.phase_started_at + phase.hold_s
+        if result.verdict == "fail":
+            st.failures += 1
+            if st.failures >= self.spec.failure_limit:
+                return self._rollback("rolled_back", (
+                    f"{st.failures} failed analyses (failure_limit {self.spec.failure_limit}) "
+                    f"at {phase.address}, weight {phase.weight:g}%: {result.reason}"))
+        elif result.verdict == "pass" and phase.gate == "pass" and held:
+            return self._advance()
+        if phase.gate == "time" and held:
+            return self._advance()
+        self._save()
+        return st
+
+    # ---- commands -------------------------------------------------------------------------
+
+    def promote_now(self, reason: str = "promoted by hand") -> RolloutState:
+        """Skip the remaining phases and promote the candidate."""
+        self._require_running("promote")
+        return self._promote(reason)
+
+    def abort(self, reason: str = "aborted by hand") -> RolloutState:
+        """Stop the rollout: all traffic back to stable in one update; the version is not tagged."""
+        self._require_running("abort")
+        return self._rollback("aborted", reason, tag=False)
+
+    def rollback(self, reason: str = "rolled back by hand") -> RolloutState:
+        """Send all traffic back to stable and tag the candidate, also after a promotion."""
+        if self.state.status == "promoted":
+            return self._undo_promotion(reason)
+        self._require_running("roll back")
+        return self._rollback("rolled_back", reason)
+
+    # ---- decisions ------------------------------------------------------------------------
+
+    def _enter_phase(self, index: int) -> RolloutState:
+        st, now = self.state, self.clock.now()
+        st.phase_index, st.phase_started_at, st.window_start = index, now, now
+        phase = self.phase
+        # Decisions are logged before traffic moves, so a crash in between loses none of them.
+        self._audit("step", phase=phase.address, weight=phase.weight,
+                    shadow_percent=phase.shadow_percent, hold_s=phase.hold_s)
+        self._set_desired(self._config(phase.weight, phase.shadow_percent))
+        return st
+
+    def _advance(self) -> RolloutState:
+        if self.state.phase_index + 1 < len(self.spec.phases):
+            return self._enter_phase(self.state.phase_index + 1)
+        return self._promote("every phase passed")
+
+    def _promote(self, reason: str) -> RolloutState:
+        st = self.state
+        try:
+            self.promoter.promote(st.candidate_version)
+        except Exception as exc:
+            self._audit("promote_error", error=str(exc))
+            raise BackendError(
+                f"rollout of {st.model_id!r}: could not move the champion alias to version "
+                f"{st.candidate_version}; traffic stays as it is and promotion is retried."
+            ) from exc
+        st.status, st.reason, st.finished_at = "promoted", reason, self.clock.now()
+        self._audit("promoted", phase=self.spec.promote_address, reason=reason, weight=100)
+        self._set_desired(self._config(0, 0, stable=st.candidate, candidate=None))
+        return st
+
+    def _rollback(self, status: str, reason: str, tag: bool = True) -> RolloutState:
+        st = self.state
+        st.status, st.reason, st.finished_at = status, reason, self.clock.now()
+        self._audit(status, reason=reason, weight=0)
+        self._set_desired(self._config(0, 0))  # one update: candidate weight and shadow to 0
+        if tag:
+            self._tag(st.candidate_version, reason)
+        return st
+
+    def _undo_promotion(self, reason: str) -> RolloutState:
+        st = self.state
+        self.promoter.promote(st.stable_version)
+        st.status, st.reason, st.finished_at = "rolled_back", reason, self.clock.now()
+        self._audit("rolled_back", reason=reason, weight=0, after_promotion=True)
+        self._set_desired(self._config(0, 0, stable=st.stable, candidate=None))
+        self._tag(st.candidate_version, reason)
+        return st
+
+    def _tag(self, version: str, reason: str) -> None:
+        try:
+            self.promoter.tag_rollback(version, reason)
+        except Exception as exc:  # the rollback itself already happened; say the tag did not
+            self._audit("tag_error", error=str(exc))
+
+    def _require_running(self, verb: str) -> None:
+        st = self.state
+        if not st.running:
+            raise StateError(
+                f"rollout of {st.model_id!r} version {st.candidate_version} is {st.status}; "
+                f"there is nothing to {verb}. See `loom rollout status`."
+            )
+
+    # ---- analysis -------------------------------------------------------------------------
+
+    def _window_end(self) -> float:
+        st, phase = self.state, self.phase
+        end = st.window_start + self.spec.interval_s
+        if phase.gate == "time":
+            end = min(end, st.phase_started_at + phase.hold_s)
+        return end
+
+    def _due(self) -> bool:
+        if not self.state.running:
+            return False
+        now, end = self.clock.now(), self._window_end()
+        return now >= end + self.sample_lag_s or (now >= end and self._peeked != end)
+
+    def _judge(self, start: float, end: float, record: bool = True) -> AnalysisResult:
+        st = self.state
+        samples = self.source.window(start, end)
+        cand, stable = split_roles(samples, st.candidate_version, st.stable_version,
+                                   self.phase.role)
+        result = analyse(cand, stable, self.spec.analysis, window=(start, end),
+                         candidate_version=st.candidate_version, role=self.phase.role,
+                         baseline=self._baseline)
+        if record:
+            if len(stable) >= self.spec.analysis.min_requests:
+                self._baseline = stable  # the reference for windows without stable traffic (100%)
+            self._record(result)
+        return result
+
+    def _record(self, result: AnalysisResult) -> None:
+        st = self.state
+        record = {"phase": self.phase.address, "weight": self.phase.weight, **result.to_dict()}
+        st.analyses = (st.analyses + [record])[-KEEP_ANALYSES:]
+        self._audit("analysis", **record)
+
+    # ---- traffic and state ----------------------------------------------------------------
+
+    def _config(self, weight: float, shadow: float, **slots: Any) -> dict[str, Any]:
+        st = self.state
+        base = copy.deepcopy(st.user_config or {})
+        extra = dict(base.get("slots") or {})
+        if "stable" in slots:  # a swap: the outgoing stable stays loaded as the fallback
+            extra["previous"] = slots.get("previous", (base.get("slots") or {}).get("stable"))
+        base["slots"] = {**extra, "stable": slots.get("stable", st.stable),
+                         "candidate": slots.get("candidate", st.candidate)}
+        base["candidate_weight"], base["shadow_percent"] = weight, shadow
+        return base
+
+    def _set_desired(self, config: dict[str, Any]) -> None:
+        st = self.state
+        st.config_version += 1
+        st.user_config = {**config, "config_version": st.config_version}
+        st.applied = False
+        self._save()
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Make the desired config live, unless another deploy replaced this candidate."""
+        st = self.state
+        if st.applied:
+            return
+        if self._check_live_candidate() == st.user_config:
+            st.applied = True  # already live (a controller taking over after a clean hand-over)
+            self._save()
+            return
+        desired = st.user_config or {}
+        requested_at = self.clock.now()
+        self.setter.set(copy.deepcopy(desired))
+        st.applied = True
+        self._save()
+        self._audit("traffic", config_version=st.config_version, requested_at=requested_at,
+                    weight=desired.get("candidate_weight"),
+                    shadow_percent=desired.get("shadow_percent"))
+
+    def _check_live_candidate(self) -> dict[str, Any]:
+        """The live user_config, after checking that this rollout's candidate is still loaded."""
+        current = self.setter.current()
+        if current is None:
+            self._lose_ownership(None)
+            return {}  # not reached: _lose_ownership raises
+        live = (current.get("slots") or {}).get("candidate")
+        if live is not None and str(live.get("version")) != self.state.candidate_version:
+            self._lose_ownership(str(live.get("version")))
+        return current
+
+    def _check_owner(self) -> None:
+        on_disk = self.store.load()
+        if on_disk is not None and on_disk.rollout_id != self.state.rollout_id:
+            raise Superseded(f"rollout {on_disk.rollout_id} replaced {self.state.rollout_id}")
+        if on_disk is not None and on_disk.status == "superseded" and self.state.running:
+            raise Superseded(on_disk.reason)  # ended by a newer rollout's start
+
+    def _lose_ownership(self, other_version: str | None) -> None:
+        """Another deploy replaced the candidate (or the app is gone): stop without writing."""
+        st = self.state
+        if st.running:
+            st.status, st.finished_at = "superseded", self.clock.now()
+            st.reason = (f"the app now has candidate version {other_version}; this rollout stopped"
+                         if other_version else "the serving app was deleted; this rollout stopped")
+            self._audit("superseded", reason=st.reason)
+        st.applied = True
+        self._save()
+        raise Superseded(st.reason)
+
+    def _save(self) -> None:
+        st = self.state
+        self._check_owner()
+        st.updated_at = self.clock.now()
+        self.store.save(st)
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        st = self.state
+        self.store.audit({"ts": self.clock.now(), "event": event, "rollout_id": st.rollout_id,
+                          "model_id": st.model_id, "status": st.status,
+                          "candidate_version": st.candidate_version,
+                          "stable_version": st.stable_version, "failures": st.failures, **fields})

@@ -1,0 +1,147 @@
+"""Rollout state on disk: ``state.json`` written atomically and the append-only ``audit.jsonl``."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from framework.errors import StateError
+
+RUNNING = "running"
+#: Statuses after which the controller does nothing more.
+TERMINAL = ("promoted", "rolled_back", "aborted", "superseded")
+#: Analyses kept in the state file for ``loom rollout status`` (the audit log keeps all).
+KEEP_ANALYSES = 20
+
+
+@dataclass
+class RolloutState:
+    """Everything a controller needs to resume: where it is, since when, and what it set last.
+
+    ``user_config`` is the desired Serve ``user_config``; ``applied`` says whether it is known to be
+    live. A controller writes the state before it changes traffic, so a restart re-applies the
+    desired config instead of leaving weights half-set.
+    """
+
+    rollout_id: str
+    model_id: str
+    spec: dict[str, Any]
+    stable: dict[str, Any]
+    candidate: dict[str, Any]
+    started_at: float
+    status: str = RUNNING
+    phase_index: int = 0
+    phase_started_at: float = 0.0
+    window_start: float = 0.0
+    failures: int = 0
+    config_version: int = 0
+    user_config: dict[str, Any] | None = None
+    applied: bool = False
+    reason: str = ""
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    analyses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def candidate_version(self) -> str:
+        return str(self.candidate["version"])
+
+    @property
+    def stable_version(self) -> str:
+        return str(self.stable["version"])
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RolloutState":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class StateStore:
+    """The files of one model's rollout under ``<workspace>/rollout/<model_id>/``."""
+
+    def __init__(self, workspace: Path | str, model_id: str) -> None:
+        self.model_id = model_id
+        self.dir = Path(workspace) / "rollout" / model_id
+        self.state_path = self.dir / "state.json"
+        self.audit_path = self.dir / "audit.jsonl"
+
+    def load(self) -> RolloutState | None:
+        """The saved state, or None when this model never rolled out."""
+        try:
+            text = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return RolloutState.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StateError(
+                f"{self.state_path}: the rollout state is damaged ({exc.__class__.__name__}). "
+                "Check the serving app's weights with `loom rollout status`, then delete the file."
+            ) from exc
+
+    def require(self) -> RolloutState:
+        """The saved state; StateError when this model never rolled out."""
+        state = self.load()
+        if state is None:
+            raise StateError(f"{self.state_path}: no rollout of {self.model_id!r} was started.")
+        return state
+
+    def save(self, state: RolloutState) -> None:
+        """Write the state atomically (temp file, fsync, rename): a reader never sees half of it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "w") as fh:
+            json.dump(state.to_dict(), fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
+    def audit(self, record: dict[str, Any]) -> None:
+        """Append one decision to the audit log as a JSON line."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        # One write() of a line to an O_APPEND file lands whole even with another appender.
+        fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def read_audit(self, rollout_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit records in order, optionally only one rollout's; a torn last line is skipped."""
+        try:
+            lines = self.audit_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rollout_id is None or rec.get("rollout_id") == rollout_id:
+                out.append(rec)
+        return out
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on this model's rollout, so two commands never decide at once."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

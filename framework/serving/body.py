@@ -1,0 +1,73 @@
+"""Reading a request body defensively: size limit, content type, strict JSON (no NaN/Infinity)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from framework.serving.problems import ApiError, validation_details
+from framework.serving.schemas import PredictRequest
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_of(request: Any) -> str:
+    """The request's id: a sane ``X-Request-ID`` header, else a new one, kept on ``request.state``."""
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = _serve_request_id() or request.headers.get("x-request-id", "")
+        rid = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        request.state.request_id = rid
+    return rid
+
+
+def _serve_request_id() -> str:
+    # The id Serve's proxy also returns in the x-request-id response header, so logs correlate.
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return _get_serve_request_context().request_id or ""
+    except Exception:  # outside a replica
+        return ""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+async def read_json(request: Any, max_bytes: int) -> Any:
+    """The parsed JSON body; ``ApiError`` 413 when too large, 415 for another type, 400 when not JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "Send the body as JSON with 'Content-Type: application/json'.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks), parse_constant=_reject_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "The body is not valid JSON (NaN and Infinity are not allowed).") from exc
+
+
+def parse_predict(data: Any, max_instances: int) -> PredictRequest:
+    """The body as a ``PredictRequest``; ``ApiError`` 422 naming every bad field."""
+    if not isinstance(data, dict):
+        raise ApiError(422, "The body must be a JSON object.")
+    try:
+        req = PredictRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "The request does not match the API schema.",
+                       validation_details(exc.errors(include_input=False))) from exc
+    if req.instances is not None and len(req.instances) > max_instances:
+        raise ApiError(413, f"At most {max_instances} instances per request.")
+    return req

@@ -1,0 +1,309 @@
+"""The whole request in one place: cache, online features, version slots, predict, fallback chain.
+
+``Predictor`` knows nothing of HTTP or Ray Serve: the Serve ingress wraps it, and the benchmark
+runs it in-process as the floor. ``predict_fn`` is the (possibly batched) model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import time
+from typing import Any, Awaitable, Callable
+
+from framework.serving.cache import AnswerCache, cache_key
+from framework.serving.circuit import STATE_VALUE, CircuitBreaker
+from framework.serving.fallback import compile_rules, first_match
+from framework.serving.features import (FeatureLookup, check_request_features, merge_row,
+                                        missing_features, to_vector)
+from framework.serving.metrics import NullMetrics
+from framework.serving.problems import ApiError
+from framework.serving.schemas import Instance
+from framework.serving.scoring import Labeler
+from framework.serving.settings import AppArgs
+from framework.serving.slots import ModelFault, Slot, SlotTable, load_booster
+from framework.serving.stats import StatsRecorder
+
+PredictFn = Callable[[Slot, list[list[float]]], Awaitable[Any]]
+FEATURE_STORE = "feature_store"
+
+
+class Predictor:
+    """Answers instances for one model; holds slots, cache, breakers, fallbacks and a feature lookup."""
+
+    def __init__(self, args: AppArgs, lookup: FeatureLookup, predict_fn: PredictFn,
+                 metrics: Any = None, stats: StatsRecorder | None = None, seed: int | None = None):
+        s = args.serving
+        self.args = args
+        self.names = list(args.feature_names)
+        self.lookup = lookup
+        self.predict_fn = predict_fn
+        self.metrics = metrics or NullMetrics()
+        self.stats = stats or StatsRecorder(args.model_id, enabled=False)
+        self.rng = random.Random(seed)
+        self.labeler = Labeler(args.task, s.labels)
+        self.cache = AnswerCache(s.cache.max_entries, s.cache.ttl_s) if s.cache.enabled else None
+        self.slots = SlotTable()
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._reported: dict[str, str] = {}
+        self.chain = [level.type for level in s.fallback]
+        rules = [lvl for lvl in s.fallback if lvl.type == "rules"]
+        self.rules = compile_rules(rules[0].rules) if rules else []
+        default = [lvl for lvl in s.fallback if lvl.type == "default"]
+        self.default = default[0] if default else None
+        self.fallback_models = [(m.version, load_booster(m.model_path)) for m in args.fallback_models]
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Swap in new slots atomically; answers of versions no longer live leave the cache."""
+        table = copy.copy(self.slots)
+        table._boosters = dict(self.slots._boosters)
+        live = table.apply(user_config)
+        self.slots = table
+        if self.cache is not None:
+            self.cache.keep_versions(live)
+
+    def breaker(self, dependency: str) -> CircuitBreaker:
+        """The circuit breaker of one dependency, made on first use."""
+        if dependency not in self.breakers:
+            cb = self.args.serving.circuit_breaker
+            self.breakers[dependency] = CircuitBreaker(cb.failure_threshold, cb.reset_timeout_s)
+        return self.breakers[dependency]
+
+    def _report(self, dependency: str) -> None:
+        # Set the gauge only when the state changes: this runs on every request.
+        state = self.breakers[dependency].state
+        if self._reported.get(dependency) != state:
+            self._reported[dependency] = state
+            self.metrics.circuit(dependency, STATE_VALUE[state])
+
+    # -- the request -------------------------------------------------------------------------------
+
+    async def predict(self, instances: list[Instance]) -> list[dict[str, Any]]:
+        """Answers for ``instances`` (one per instance, in order); ``ApiError`` for bad input.
+
+        Raises:
+            ApiError: 422 for unknown or missing features, 503 when no level of the chain answers.
+        """
+        started = time.perf_counter()
+        for inst in instances:
+            check_request_features(inst.features, self.names)
+            self._check_entities(inst.entities)
+        table = self.slots
+        if table.stable is None:
+            raise ApiError(503, "No model version is loaded yet; retry shortly.",
+                           headers={"Retry-After": "1"})
+        role, slot = table.pick(self.rng)
+        answers: list[dict[str, Any] | None] = [None] * len(instances)
+        todo = self._from_cache(instances, slot.version, answers)
+        if todo:
+            rows, complete = await self._rows([instances[i] for i in todo])
+            await self._answer(todo, rows, complete, role, slot, table, instances, answers, started)
+        return answers  # type: ignore[return-value]
+
+    def _check_entities(self, entities: dict[str, Any]) -> None:
+        unknown = sorted(set(entities) - set(self.args.entity_keys))
+        if unknown:
+            raise ApiError(422, f"Unknown entity keys: {', '.join(unknown[:20])}; this model "
+                                f"takes {', '.join(self.args.entity_keys) or 'none'}.")
+        if entities and set(entities) != set(self.args.entity_keys):
+            missing = sorted(set(self.args.entity_keys) - set(entities))
+            raise ApiError(422, f"Missing entity keys: {', '.join(missing)}.")
+        for key, value in entities.items():
+            if self.args.entity_keys[key] != "string" and not isinstance(value, int):
+                raise ApiError(422, f"Entity key '{key}' must be an integer.")
+
+    def _from_cache(self, instances: list[Instance], version: str, answers: list) -> list[int]:
+        if self.cache is None:
+            return list(range(len(instances)))
+        todo = []
+        for i, inst in enumerate(instances):
+            hit = self.cache.get(cache_key(version, inst.entities, inst.features))
+            if hit is None:
+                todo.append(i)
+            else:
+                answers[i] = {**hit, "cached": True}
+                self.metrics.cache_hit()
+        return todo
+
+    async def _rows(self, instances: list[Instance]) -> tuple[list[dict[str, Any]], bool]:
+        """Feature rows for instances; ``complete`` is False when the feature store failed."""
+        wanted = [i for i, inst in enumerate(instances) if inst.entities]
+        looked: list[dict[str, Any]] = [{} for _ in instances]
+        complete = True
+        if wanted:
+            found = await self._lookup([self._typed(instances[i].entities) for i in wanted])
+            if found is None:
+                complete = False
+            else:
+                for i, row in zip(wanted, found):
+                    looked[i] = row
+        rows = [merge_row(looked[i], inst.features, self.names) for i, inst in enumerate(instances)]
+        if complete:
+            self._require_complete(rows, instances)
+        return rows, complete
+
+    def _typed(self, entities: dict[str, Any]) -> dict[str, Any]:
+        return {k: str(v) if self.args.entity_keys[k] == "string" else v for k, v in entities.items()}
+
+    async def _lookup(self, entity_rows: list[dict]) -> list[dict[str, Any]] | None:
+        cb = self.breaker(FEATURE_STORE)
+        if not cb.allow():
+            return None
+        t0 = time.perf_counter()
+        try:
+            found = await asyncio.to_thread(self.lookup.get, entity_rows) if len(entity_rows) > 8 \
+                else self.lookup.get(entity_rows)
+        except Exception:  # any feature-store failure degrades to the fallback chain
+            cb.failure()
+            self._report(FEATURE_STORE)
+            return None
+        cb.success()
+        self._report(FEATURE_STORE)
+        self.metrics.lookup((time.perf_counter() - t0) * 1000)
+        return found
+
+    def _require_complete(self, rows: list[dict[str, Any]], instances: list[Instance]) -> None:
+        for i, row in enumerate(rows):
+            missing = missing_features(row, self.names)
+            if missing:
+                where = f"instances[{i}]: " if len(rows) > 1 else ""
+                hint = ("" if instances[i].entities else
+                        " Send them in 'features' or give 'entities' to look them up.")
+                raise ApiError(422, f"{where}Missing required features: {', '.join(missing)}.{hint}",
+                               [{"field": f"features.{n}", "message": "required"} for n in missing])
+
+    async def _answer(self, todo, rows, complete, role, slot, table, instances, answers, started):
+        full = [j for j, row in enumerate(rows) if not missing_features(row, self.names)]
+        partial = [j for j in range(len(rows)) if j not in set(full)]
+        if full:
+            vectors = [to_vector(rows[j], self.names) for j in full]
+            result = await self._primary(role, slot, vectors, started)
+            if result is None:
+                result = await self._fallback(role, table, vectors, [rows[j] for j in full])
+            for j, ans in zip(full, result):
+                answers[todo[j]] = ans
+                if not ans["degraded"] and self.cache is not None:
+                    inst = instances[todo[j]]
+                    self.cache.put(cache_key(slot.version, inst.entities, inst.features), ans)
+            if role == "stable" and table.wants_shadow(role, self.rng):
+                asyncio.get_running_loop().create_task(self._shadow(table.candidate, vectors))
+        for j in partial:
+            answers[todo[j]] = self._rule_or_default(rows[j])
+
+    async def _primary(self, role: str, slot: Slot, vectors, started) -> list[dict] | None:
+        raw = await self._call_model(slot, vectors)
+        latency = (time.perf_counter() - started) * 1000
+        if raw is None:
+            self.stats.record(slot.version, role, False, latency, None)
+            return None
+        out = [self._model_answer(r, slot.version) for r in raw]
+        for ans in out:
+            self.stats.record(slot.version, role, True, latency, ans.pop("_score"))
+        return out
+
+    async def _call_model(self, slot: Slot, vectors: list[list[float]]) -> Any | None:
+        dependency = f"model:{slot.version}"
+        cb = self.breaker(dependency)
+        if not cb.allow():
+            return None
+        try:
+            if slot.extra_latency_ms:
+                await asyncio.sleep(slot.extra_latency_ms / 1000)
+            raw = await self.predict_fn(slot, vectors)
+        except ModelFault:
+            cb.failure()
+            self._report(dependency)
+            return None
+        cb.success()
+        self._report(dependency)
+        return raw
+
+    def _model_answer(self, raw: Any, version: str, level: str | None = None) -> dict[str, Any]:
+        ans = self.labeler.answer(raw)
+        return {"prediction": ans["prediction"], "probability": ans["probability"],
+                "model_version": version, "degraded": level is not None, "fallback": level,
+                "cached": False, "_score": ans["score"]}
+
+    async def _shadow(self, candidate: Slot | None, vectors: list[list[float]]) -> None:
+        if candidate is None:
+            return
+        t0 = time.perf_counter()
+        raw = await self._call_model(candidate, vectors)
+        latency = (time.perf_counter() - t0) * 1000
+        if raw is None:
+            self.stats.record(candidate.version, "shadow", False, latency, None)
+            return
+        for r in raw:
+            self.stats.record(candidate.version, "shadow", True, latency, self.labeler.answer(r)["score"])
+
+    async def _fallback(self, role, table, vectors, rows) -> list[dict[str, Any]]:
+        for level in self.chain:
+            if level == "previous_version":
+                other = table.stable if role == "candidate" else table.previous
+                out = await self._model_level(other, vectors, level)
+            elif level == "model":
+                out = await self._fallback_models(vectors)
+            else:
+                out = [self._level_answer(level, row) for row in rows]
+                out = None if any(a is None for a in out) else out
+            if out is not None:
+                for _ in out:
+                    self.metrics.fallback(level)
+                return out
+        raise ApiError(503, "The model is unavailable and no fallback answered; retry shortly.",
+                       headers={"Retry-After": str(int(self.args.serving.circuit_breaker.reset_timeout_s))})
+
+    async def _model_level(self, slot: Slot | None, vectors, level: str) -> list[dict] | None:
+        if slot is None:
+            return None
+        raw = await self._call_model(slot, vectors)
+        if raw is None:
+            return None
+        return [_strip(self._model_answer(r, slot.version, level)) for r in raw]
+
+    async def _fallback_models(self, vectors) -> list[dict] | None:
+        for version, booster in self.fallback_models:
+            slot = Slot(version, "", "", booster)
+            out = await self._model_level(slot, vectors, "model")
+            if out is not None:
+                return out
+        return None
+
+    def _level_answer(self, level: str, row: dict[str, Any]) -> dict[str, Any] | None:
+        if level == "rules":
+            rule = first_match(self.rules, row)
+            if rule is None:
+                return None
+            return _fixed(rule.prediction, rule.probability, "rules")
+        if level == "default" and self.default is not None:
+            return _fixed(self.default.prediction, self.default.probability, "default")
+        return None
+
+    def _rule_or_default(self, row: dict[str, Any]) -> dict[str, Any]:
+        for level in ("rules", "default"):
+            if level in self.chain:
+                ans = self._level_answer(level, row)
+                if ans is not None:
+                    self.metrics.fallback(level)
+                    return ans
+        raise ApiError(503, "The feature store is unavailable and no fallback answered; retry "
+                            "shortly, or send every feature in 'features'.", headers={"Retry-After": "1"})
+
+    def describe(self) -> dict[str, Any]:
+        """Model, slots, weights and circuits for ``GET /v1/models``."""
+        return {"model_id": self.args.model_id, "task": self.args.task, "features": self.names,
+                "entity_keys": list(self.args.entity_keys), **self.slots.describe(),
+                "circuits": {d: cb.snapshot() for d, cb in sorted(self.breakers.items())}}
+
+
+def _strip(ans: dict[str, Any]) -> dict[str, Any]:
+    ans.pop("_score", None)
+    return ans
+
+
+def _fixed(prediction: Any, probability: float | None, level: str) -> dict[str, Any]:
+    return {"prediction": prediction, "probability": probability, "model_version": None,
+            "degraded": True, "fallback": level, "cached": False}

@@ -1,0 +1,77 @@
+"""The application builder's arguments: plain JSON the driver writes and every replica reads."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from framework.spec.serving import Serving
+
+
+class KeyRecord(BaseModel):
+    """One API key as a replica knows it: who holds it, its sha256, the models it may call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    sha256: str = Field(min_length=64, max_length=64)
+    models: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class FallbackModel(BaseModel):
+    """A model of the fallback chain resolved to a local XGBoost file by the driver."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+    model_path: str
+
+
+class AppArgs(BaseModel):
+    """Everything a replica needs besides ``user_config``; changing it restarts replicas."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    task: Literal["binary", "multiclass", "regression"]
+    feature_names: list[str] = Field(min_length=1)
+    entity_keys: dict[str, str] = Field(
+        default_factory=dict, description="Join key -> value type (string, int64, ...)."
+    )
+    serving: Serving = Field(default_factory=Serving)
+    features: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "none"}, description="How replicas look features up."
+    )
+    api_keys: list[KeyRecord] = Field(default_factory=list)
+    fallback_models: list[FallbackModel] = Field(default_factory=list)
+    stats: bool = Field(default=True, description="Ship per-request samples to the stats actor.")
+    deployment_name: str = Field(default="Predictor")
+
+
+def parse_args(args: dict[str, Any]) -> AppArgs:
+    """Validate builder ``args``; a ``ValueError`` names the bad key."""
+    return AppArgs.model_validate(args)
+
+
+def deployment_options(parsed: AppArgs) -> dict[str, Any]:
+    """Replicas or autoscaling, concurrency limits and CPUs from the recipe's ``serving`` section."""
+    s = parsed.serving
+    opts: dict[str, Any] = {
+        "name": parsed.deployment_name,
+        # Serve admits twice the recipe's limit so the replica itself answers the excess with the
+        # API's JSON 503 + Retry-After (Serve's own backpressure 503 is plain text, no Retry-After).
+        "max_ongoing_requests": 2 * s.max_ongoing_requests,
+        # A bounded queue behind that: beyond it the proxy sheds load instead of queueing forever.
+        "max_queued_requests": 4 * s.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": s.num_cpus_per_replica},
+        "logging_config": {"enable_access_log": False},
+    }
+    if s.autoscaling is not None:
+        opts["autoscaling_config"] = {
+            "min_replicas": s.autoscaling.min_replicas, "max_replicas": s.autoscaling.max_replicas,
+            "target_ongoing_requests": s.autoscaling.target_ongoing_requests}
+    else:
+        opts["num_replicas"] = s.replicas
+    return opts

@@ -1,0 +1,111 @@
+"""Version slots: the stable model and, during a rollout, a candidate, set from ``user_config``."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("stable", "candidate")
+
+
+class ModelFault(RuntimeError):
+    """A slot's prediction failed (a real model error, or one injected through ``fault``)."""
+
+
+@dataclass
+class Slot:
+    """A loaded model version and the fault injected into it, if any."""
+
+    version: str
+    model_path: str
+    model_uri: str
+    booster: Any
+    error_rate: float = 0.0
+    extra_latency_ms: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        """Version, URI and injected fault, for ``GET /v1/models``."""
+        return {"version": self.version, "model_uri": self.model_uri,
+                "fault": {"error_rate": self.error_rate, "extra_latency_ms": self.extra_latency_ms}}
+
+
+def load_booster(path: str) -> Any:
+    """An XGBoost booster from a UBJ or JSON file (never pickle)."""
+    import xgboost
+
+    if not path.endswith((".ubj", ".json")):
+        raise ValueError(f"model file {path!r}: Loom loads XGBoost .ubj or .json files only")
+    booster = xgboost.Booster(model_file=path)
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+@dataclass
+class SlotTable:
+    """The slots a replica serves, the traffic split, and a cache of loaded boosters."""
+
+    stable: Slot | None = None
+    candidate: Slot | None = None
+    previous: Slot | None = None
+    candidate_weight: float = 0.0
+    shadow_percent: float = 0.0
+    config_version: int = 0
+    _boosters: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def apply(self, user_config: dict[str, Any]) -> set[str]:
+        """Take a new ``user_config``; returns the versions now live (for cache invalidation).
+
+        A stable version replaced in place is kept as ``previous`` for the fallback chain.
+        """
+        slots = user_config.get("slots") or {}
+        old_stable = self.stable
+        stable = self._slot(slots.get("stable"))
+        if stable is None:
+            raise ValueError("user_config.slots.stable is required: the version that answers traffic")
+        self.stable = stable
+        self.candidate = self._slot(slots.get("candidate"))
+        named_previous = self._slot(slots.get("previous"))
+        if named_previous is not None:
+            self.previous = named_previous
+        elif old_stable is not None and old_stable.version != stable.version:
+            self.previous = old_stable
+        self.candidate_weight = float(user_config.get("candidate_weight", 0) or 0)
+        self.shadow_percent = float(user_config.get("shadow_percent", 0) or 0)
+        self.config_version = int(user_config.get("config_version", 0) or 0)
+        live = {s.version for s in (self.stable, self.candidate, self.previous) if s is not None}
+        self._boosters = {k: v for k, v in self._boosters.items() if k[0] in live}
+        return live
+
+    def _slot(self, spec: dict[str, Any] | None) -> Slot | None:
+        if not spec:
+            return None
+        version, path = str(spec["version"]), str(spec["model_path"])
+        booster = self._boosters.get((version, path))
+        if booster is None:
+            booster = self._boosters[(version, path)] = load_booster(path)
+        fault = spec.get("fault") or {}
+        return Slot(version, path, str(spec.get("model_uri", "")), booster,
+                    float(fault.get("error_rate", 0) or 0), float(fault.get("extra_latency_ms", 0) or 0))
+
+    def pick(self, rng: random.Random) -> tuple[str, Slot]:
+        """The role and slot that answers one request, by ``candidate_weight`` percent."""
+        if self.candidate is not None and rng.random() * 100 < self.candidate_weight:
+            return "candidate", self.candidate
+        return "stable", self.stable  # type: ignore[return-value]
+
+    def wants_shadow(self, role: str, rng: random.Random) -> bool:
+        """Whether a stable-answered request is also sent to the candidate (answer never returned)."""
+        return (role == "stable" and self.candidate is not None
+                and rng.random() * 100 < self.shadow_percent)
+
+    def describe(self) -> dict[str, Any]:
+        """Slots, weights and config version for ``GET /v1/models``."""
+        return {
+            "stable": self.stable.describe() if self.stable else None,
+            "candidate": self.candidate.describe() if self.candidate else None,
+            "previous": self.previous.describe() if self.previous else None,
+            "candidate_weight": self.candidate_weight,
+            "shadow_percent": self.shadow_percent,
+            "config_version": self.config_version,
+        }

@@ -1,0 +1,282 @@
+"""Loom's prediction endpoint vs a hand-written single-deployment Ray Serve app; in-process as the floor.
+
+    python scripts/bench/bench_serving.py [--customers 1000] [--requests 1500] [--rounds 2]
+
+Both apps run on one local Ray Serve (127.0.0.1, access logs off) with the same settings: one
+replica, 0.5 CPU, max_ongoing_requests 64, ``@serve.batch`` (32, 2 ms), the same in-memory online
+feature table (latest snapshot per customer, loaded from the sample parquet) and the same UBJ
+booster. Each request looks one customer up by key and predicts one row.
+
+- loom: the churn recipe's app (``framework.serving.app:build_app``, deployed declaratively) with
+  auth, request validation, circuit breakers, fallback chain, metrics and stats on. The answer cache
+  is off so both sides do the lookup and predict on every request.
+- hand-written: one Serve deployment, Starlette request in, ``json.loads``, lookup,
+  ``@serve.batch`` + ``inplace_predict``, JSON out. What a careful engineer writes by hand.
+- in-process: lookup + ``inplace_predict`` in a loop, no HTTP: the floor. Also Loom's own request
+  path in-process (body validation + ``Predictor``, no HTTP) to show what Loom adds over the floor.
+
+Load comes from aiohttp on keep-alive connections at concurrency 1 and 16, with bounded request
+counts; rounds alternate (loom, hand-written) so background load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+FEATURES = ["tenure_months", "monthly_charges", "contract_months", "support_calls",
+            "payment_delay_days"]
+KEY = "bench-key-0123456789"
+
+
+def compose_recipe() -> Any:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from framework.spec import Recipe
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
+        cfg = compose("churn", overrides=[f"hydra.searchpath=[file://{ROOT / 'conf'}]",
+                                          "++serving.cache.enabled=false"])
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for entry in data["serving"]["auth"]["api_keys"]:
+        entry["key"] = {"env": "LOOM_API_KEY"}
+    return Recipe.model_validate(data)
+
+
+def prepare(workdir: Path, customers: int) -> tuple[Path, Path, list[dict]]:
+    """Sample data, a small churn booster (UBJ) and the online feature rows."""
+    import make_data
+    import pandas as pd
+    import xgboost
+
+    make_data.main(["--out", str(workdir / "data"), "--customers", str(customers), "--accounts", "100"])
+    feats = pd.read_parquet(workdir / "data" / "churn" / "features.parquet")
+    latest = feats.sort_values("event_timestamp").drop_duplicates("customer_id", keep="last")
+    labels = pd.read_parquet(workdir / "data" / "churn" / "labels.parquet")
+    frame = latest.merge(labels[["customer_id", "churned"]], on="customer_id")
+    booster = xgboost.train({"objective": "binary:logistic", "max_depth": 6, "nthread": 1},
+                            xgboost.DMatrix(frame[FEATURES].astype("float32"), label=frame["churned"]),
+                            num_boost_round=100)
+    model = workdir / "model.ubj"
+    booster.save_model(str(model))
+    rows = latest[["customer_id", *FEATURES]].to_dict(orient="records")
+    return workdir / "data" / "churn" / "features.parquet", model, rows
+
+
+def deploy_loom(recipe: Any, workdir: Path, features_path: Path, model: Path) -> None:
+    from framework.backends.ray_serve import config as cfg
+    from framework.backends.ray_serve import traffic
+
+    features = {"type": "memory", "path": str(features_path), "timestamp_field": "event_timestamp"}
+    args = cfg.app_args(recipe, workdir, features=features)
+    slot = {"version": "1", "model_path": str(model), "model_uri": "models:/churn/1"}
+    traffic.deploy_app(cfg.app_config(recipe.model_id, args, cfg.initial_user_config(slot)))
+
+
+def deploy_baseline(features_path: Path, model: Path) -> None:
+    """The hand-written app: same lookup, same batching, same replica settings."""
+    from ray import serve
+
+    @serve.deployment(num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5},
+                      logging_config={"enable_access_log": False})
+    class Baseline:
+        def __init__(self, path: str, model_path: str) -> None:
+            import xgboost
+            from framework.serving.features import InMemoryLookup, _parquet_rows
+
+            rows = _parquet_rows(path, ["customer_id"], "event_timestamp")
+            self.lookup = InMemoryLookup(["customer_id"], FEATURES, rows)
+            self.booster = xgboost.Booster(model_file=model_path)
+            self.booster.set_param({"nthread": 1})
+
+        @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+        async def predict(self, rows: list[list[float]]) -> list[float]:
+            import numpy as np
+
+            return [float(p) for p in self.booster.inplace_predict(np.asarray(rows, dtype=np.float32))]
+
+        async def __call__(self, request) -> Any:
+            from starlette.responses import JSONResponse
+
+            body = json.loads(await request.body())
+            (row,) = self.lookup.get([{"customer_id": body["entities"]["customer_id"]}])
+            p = await self.predict([float(row[f]) for f in FEATURES])
+            return JSONResponse({"prediction": int(p >= 0.5), "probability": p, "model_version": "1"})
+
+    serve.run(Baseline.bind(str(features_path), str(model)), name="baseline",
+              route_prefix="/baseline", blocking=False)
+    from framework.backends.ray_serve.traffic import wait_running
+
+    wait_running("baseline")
+
+
+async def _load(url: str, ids: list[str], requests: int, concurrency: int) -> tuple[list[float], float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    counter = iter(range(requests))
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in counter:
+            body = json.dumps({"model_id": "churn", "entities": {"customer_id": ids[i % len(ids)]}})
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{url} answered {resp.status}")
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return latencies, requests / wall
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def floor(features_path: Path, model: Path, ids: list[str], n: int) -> dict[str, float]:
+    """In-process lookup + inplace_predict of one row at a time: no HTTP, no Serve."""
+    import numpy as np
+    import xgboost
+
+    from framework.serving.features import InMemoryLookup, _parquet_rows
+
+    lookup = InMemoryLookup(["customer_id"], FEATURES,
+                            _parquet_rows(str(features_path), ["customer_id"], "event_timestamp"))
+    booster = xgboost.Booster(model_file=str(model))
+    booster.set_param({"nthread": 1})
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        (row,) = lookup.get([{"customer_id": ids[i % len(ids)]}])
+        booster.inplace_predict(np.asarray([[float(row[f]) for f in FEATURES]], dtype=np.float32))
+        lat.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "rps": 1000 / statistics.mean(lat)}
+
+
+def loom_in_process(recipe: Any, features_path: Path, model: Path, ids: list[str], n: int) -> dict:
+    """Loom's request path without HTTP or Serve: body validation, Predictor (lookup, slots, predict)."""
+    from framework.backends.ray_serve import config as cfg
+    from framework.serving.body import parse_predict
+    from framework.serving.features import build_lookup
+    from framework.serving.predictor import Predictor
+    from framework.serving.scoring import predict_matrix
+    from framework.serving.settings import parse_args
+
+    features = {"type": "memory", "path": str(features_path), "timestamp_field": "event_timestamp"}
+    args = parse_args(cfg.app_args(recipe, features_path.parent, features=features, stats=False))
+    import random
+
+    rng = random.Random(0)
+
+    async def predict_fn(slot: Any, rows: list[list[float]]) -> Any:
+        return predict_matrix(slot, rows, rng)
+
+    predictor = Predictor(args, build_lookup(features, ["customer_id"], FEATURES), predict_fn)
+    predictor.reconfigure({"slots": {"stable": {"version": "1", "model_path": str(model)}}})
+
+    async def run() -> list[float]:
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            req = parse_predict({"model_id": "churn", "entities": {"customer_id": ids[i % len(ids)]}}, 10)
+            await predictor.predict(req.as_instances())
+            lat.append((time.perf_counter() - t0) * 1000)
+        return lat
+
+    lat = asyncio.run(run())
+    return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "rps": 1000 / statistics.mean(lat)}
+
+
+def measure(urls: dict[str, str], ids: list[str], requests: int, rounds: int) -> dict:
+    results: dict[tuple[str, int], dict[str, list]] = {}
+    for name, url in urls.items():                      # warm-up: connections, batch queues, JIT
+        asyncio.run(_load(url, ids, 200, 4))
+    for concurrency in (1, 16):
+        for _ in range(rounds):
+            for name, url in urls.items():
+                lat, rps = asyncio.run(_load(url, ids, requests, concurrency))
+                slot = results.setdefault((name, concurrency), {"lat": [], "rps": []})
+                slot["lat"].extend(lat)
+                slot["rps"].append(rps)
+    return {key: {"p50_ms": _pct(v["lat"], 0.5), "p99_ms": _pct(v["lat"], 0.99),
+                  "rps": statistics.mean(v["rps"]), "n": len(v["lat"])} for key, v in results.items()}
+
+
+def report(results: dict, floor_stats: dict, loom_local: dict) -> str:
+    lines = ["| concurrency | side | p50 ms | p99 ms | req/s | p50 ratio | p99 ratio | throughput ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in (1, 16):
+        base = results[("hand-written", c)]
+        for side in ("loom", "hand-written"):
+            r = results[(side, c)]
+            ratios = (f"{r['p50_ms'] / base['p50_ms']:.2f} | {r['p99_ms'] / base['p99_ms']:.2f} | "
+                      f"{r['rps'] / base['rps']:.2f}") if side == "loom" else "1.00 | 1.00 | 1.00"
+            lines.append(f"| {c} | {side} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {ratios} |")
+    lines.append(f"| - | loom in-process (no HTTP) | {loom_local['p50_ms']:.3f} | {loom_local['p99_ms']:.3f} | "
+                 f"{loom_local['rps']:.0f} | | | |")
+    lines.append(f"| - | in-process floor | {floor_stats['p50_ms']:.3f} | {floor_stats['p99_ms']:.3f} | "
+                 f"{floor_stats['rps']:.0f} | | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--requests", type=int, default=1500, help="requests per side, round and concurrency")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    os.environ["LOOM_API_KEY"] = KEY
+    import ray
+    from ray import serve
+
+    from framework.backends.ray_serve import runtime
+
+    workdir = Path(tempfile.mkdtemp(prefix="loom-bench-serving-"))
+    features_path, model, rows = prepare(workdir, args.customers)
+    ids = [r["customer_id"] for r in rows]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
+    try:
+        from framework.backends.ray_cluster import port_holder
+
+        port = next(p for p in range(18080, 18180) if port_holder(p) is None)
+        runtime.ensure_serve("127.0.0.1", port)
+        recipe = compose_recipe()
+        deploy_loom(recipe, workdir, features_path, model)
+        deploy_baseline(features_path, model)
+        base = f"http://127.0.0.1:{port}"
+        urls = {"loom": f"{base}/v1/models/churn/predictions", "hand-written": f"{base}/baseline"}
+        results = measure(urls, ids, args.requests, args.rounds)
+        floor_stats = floor(features_path, model, ids, 5000)
+        loom_local = loom_in_process(recipe, features_path, model, ids, 5000)
+        print(report(results, floor_stats, loom_local))
+        if args.json:
+            args.json.write_text(json.dumps({f"{k[0]}@{k[1]}": v for k, v in results.items()}
+                                            | {"floor": floor_stats, "loom_in_process": loom_local},
+                                            indent=2))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

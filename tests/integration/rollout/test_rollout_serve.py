@@ -1,0 +1,249 @@
+"""Rollouts on real Ray Serve under real load from a second process: blue-green, canary, restart."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+
+import bench_rollout as B  # noqa: E402
+
+pytestmark = pytest.mark.integration
+KEY = "test-key-0123456789"
+#: The two demo models differ on purpose (5 vs 12 rounds), so their score distributions do too;
+#: these tests judge errors and latency, and a PSI limit that only a broken model would pass.
+LOOSE_PSI = 50.0
+
+
+@pytest.fixture(scope="module")
+def app(ray_session, sample_data, tmp_path_factory):
+    """The churn app on Serve: version 1 stable, version 2 loaded at 0%, cache off."""
+    from ray import serve
+
+    from framework.backends.ray_serve import traffic
+
+    os.environ["LOOM_API_KEY"] = KEY
+    tmp = tmp_path_factory.mktemp("rollout-app")
+    info = B.deploy_demo_app(sample_data, tmp, B.free_port())
+    yield info
+    from framework.rollout import actor
+
+    from framework.serving.stats import drop_stats
+
+    actor._stop_actor("churn")  # a controller left by a failed test must not outlive Serve
+    traffic.delete_app("churn")
+    drop_stats("churn")
+    serve.shutdown()
+
+
+@pytest.fixture
+def fresh(app, tmp_path):
+    """Slots reset to stable 1 / candidate 2 at 0%; a workspace and a file registry per test."""
+    from framework.backends.ray_serve import traffic
+    from framework.rollout.engines import real_ports
+    from framework.rollout.fakes import FilePromoter
+
+    def reset(**fault: float) -> None:
+        current = traffic.current_user_config("churn")
+        traffic.update_user_config("churn", {
+            "slots": {"stable": B.demo_slot(app["models"], "1"),
+                      "candidate": B.demo_slot(app["models"], "2", **fault)},
+            "candidate_weight": 0, "shadow_percent": 0,
+            "config_version": int(current["config_version"]) + 1})
+
+    promoter = FilePromoter(str(tmp_path / "registry.json"), champion="1")
+    return {"reset": reset, "ws": tmp_path / "ws", "promoter": promoter, "tmp": tmp_path,
+            "ports": functools.partial(real_ports, "churn", promoter)}
+
+
+def _spec(strategy: str, **kw: Any):
+    from framework.rollout.phases import spec_from_recipe
+    from framework.spec.rollout import BlueGreen, Canary
+
+    model = Canary if strategy == "canary" else BlueGreen
+    analysis = {"min_requests": 20, "max_prediction_psi": LOOSE_PSI, "max_p99_latency_ms": 2000,
+                "max_latency_ratio": 10, **kw.pop("analysis", {})}
+    return spec_from_recipe(model.model_validate({"strategy": strategy, "analysis": analysis, **kw}))
+
+
+def _run(app, fresh, spec, rps: float, n: int, until=None):
+    """Load from a second process; the rollout starts 1 s into it. Returns (records, status)."""
+    from framework.rollout import actor
+
+    out = fresh["tmp"] / "load.jsonl"
+    proc = B.spawn_load(app["url"], out, rps=rps, n=n, key=KEY)
+    try:
+        time.sleep(1.0)
+        actor.start(fresh["ws"], "churn", spec, fresh["ports"])
+        if until is not None:
+            until()
+        final = actor.wait(fresh["ws"], "churn", progress=lambda line: None, timeout_s=120)
+    finally:
+        assert proc.wait(timeout=180) == 0
+    return B.read_records(out), final
+
+
+def _traffic(fresh) -> list[dict[str, Any]]:
+    from framework.rollout.state import StateStore
+
+    out: list[dict[str, Any]] = []
+    for r in StateStore(fresh["ws"], "churn").read_audit():
+        # a controller taking over re-applies the weights it holds: same weight, no change
+        if r["event"] == "traffic" and (not out or out[-1]["weight"] != r["weight"]):
+            out.append(r)
+    return out
+
+
+def test_blue_green_switch_under_load_fails_nothing(app, fresh):
+    fresh["reset"]()
+    spec = _spec("blue_green", interval_s=2, bake_time_s=3, shadow_percent=100, failure_limit=1)
+    records, final = _run(app, fresh, spec, rps=150, n=2250)
+    assert final["status"] == "promoted", final["reason"]
+    assert len(records) >= 2000
+    assert [r for r in records if r["status"] != 200] == []
+    assert {r["version"] for r in records} == {"1", "2"}
+    switch = next(r for r in _traffic(fresh) if r["weight"] == 100)
+    before = [r for r in records if r["t"] + r["lat_ms"] / 1000 < switch["requested_at"]]
+    after = [r for r in records if r["t"] > switch["ts"] + 0.5]
+    assert before and {r["version"] for r in before} == {"1"}  # shadow answers never returned
+    assert after and {r["version"] for r in after} == {"2"}
+    shadow = [a for a in final["last_analyses"] if a["candidate_role"] == "shadow"] or \
+        [a for a in _analyses(fresh) if a["candidate_role"] == "shadow"]
+    assert shadow and shadow[0]["n_candidate"] >= 20 and shadow[0]["psi"] is not None
+    assert fresh["promoter"].champion == "2"
+
+
+def test_healthy_canary_rises_to_100_and_moves_champion(app, fresh):
+    fresh["reset"]()
+    spec = _spec("canary", steps=[25, 50, 100], interval_s=2, failure_limit=2)
+    records, final = _run(app, fresh, spec, rps=100, n=1400)
+    assert final["status"] == "promoted", final["reason"]
+    weights = [r["weight"] for r in _traffic(fresh)]
+    assert weights == [25, 50, 100, 0]  # 0: the slots swap, version 2 is stable
+    steps = [r["ts"] for r in _audit(fresh, "step")] + [_audit(fresh, "promoted")[0]["ts"]]
+    assert all(b - a >= spec.interval_s for a, b in zip(steps, steps[1:]))
+    assert [r for r in records if r["status"] != 200] == []
+    assert fresh["promoter"].champion == "2" and fresh["promoter"].tags == {}
+
+
+def test_bad_canary_rolls_back_in_time_with_errors_only_from_candidate(app, fresh):
+    from framework.rollout.status import status
+    from framework.serving.stats import read_window
+
+    fresh["reset"](error_rate=0.2)
+    spec = _spec("canary", steps=[30, 60, 100], interval_s=2, failure_limit=2)
+    records, final = _run(app, fresh, spec, rps=100, n=1200)
+    assert final["status"] == "rolled_back"
+    started = _audit(fresh, "start")[0]["ts"]
+    rolled = _traffic(fresh)[-1]["ts"]  # candidate weight 0 is live
+    assert _traffic(fresh)[-1]["weight"] == 0
+    assert rolled - started <= spec.interval_s * spec.failure_limit + spec.interval_s
+    assert [r for r in records if r["status"] != 200] == []
+    after = [r for r in records if r["t"] > rolled + 1.0]
+    assert after and all(r["version"] == "1" and not r["degraded"] for r in after)
+    failed = [s for s in read_window("churn", started - 1, time.time()) if not s["ok"]]
+    assert failed and {s["version"] for s in failed} == {"2"}
+    assert fresh["promoter"].champion == "1" and "error rate" in fresh["promoter"].tags["2"]
+    s = status(fresh["ws"], "churn")
+    assert "error rate" in s["reason"] and s["weights"]["candidate_weight"] == 0
+
+
+def test_controller_restart_mid_rollout_resumes(app, fresh):
+    import ray
+
+    from framework.rollout import actor
+
+    fresh["reset"]()
+    spec = _spec("canary", steps=[20, 40, 60, 100], interval_s=2, failure_limit=2)
+
+    def kill_mid_rollout() -> None:
+        actor.wait(fresh["ws"], "churn", progress=lambda line: None, timeout_s=60,
+                   until=lambda s: s["phase"]["index"] >= 2)
+        ray.kill(actor._get_actor("churn"), no_restart=False)  # Ray restarts it
+
+    records, final = _run(app, fresh, spec, rps=100, n=1500, until=kill_mid_rollout)
+    assert final["status"] == "promoted", final["reason"]
+    assert len(_audit(fresh, "resumed")) >= 2  # the hand-over and the restart
+    weights = [r["weight"] for r in _traffic(fresh)]
+    assert weights[:-1] == sorted(weights[:-1]) and weights[-1] == 0  # never started over
+    assert [r for r in records if r["status"] != 200] == []
+
+
+def _audit(fresh, event: str) -> list[dict[str, Any]]:
+    from framework.rollout.state import StateStore
+
+    return [r for r in StateStore(fresh["ws"], "churn").read_audit() if r["event"] == event]
+
+
+def _analyses(fresh) -> list[dict[str, Any]]:
+    return _audit(fresh, "analysis")
+
+
+def _plan_steps(*overrides: str):
+    from framework.compile.compiler import compile_steps
+
+    recipe = B.compose_recipe(["rollout=canary", "rollout.interval_s=2", "rollout.failure_limit=2",
+                               "rollout.analysis.min_requests=20",
+                               f"rollout.analysis.max_prediction_psi={LOOSE_PSI}",
+                               "++rollout.analysis.max_latency_ratio=10", *overrides])
+    steps = compile_steps(recipe, {})
+    return recipe, [s for s in steps if s.kind == "rollout.step"]
+
+
+def _ctx(recipe, fresh, lines):
+    from framework.backends.base import RunContext
+
+    deploy = {"app": "churn", "stable_version": "1", "candidate_version": "2"}
+    return RunContext(recipe=recipe, project_dir=ROOT, workspace=fresh["ws"],
+                      outputs={"serving.deploy": deploy}, progress=lines.append)
+
+
+def test_backend_walks_the_plan_steps_with_progress_and_observes_them(app, fresh):
+    from framework.rollout.backend import RolloutBackend
+
+    fresh["reset"]()
+    recipe, steps = _plan_steps("rollout.steps=[50,100]")
+    lines: list[str] = []
+    ctx = _ctx(recipe, fresh, lines)
+    backend = RolloutBackend(ports=fresh["ports"], poll_s=0.2, timeout_s=120)
+    proc = B.spawn_load(app["url"], fresh["tmp"] / "load.jsonl", rps=80, n=800, key=KEY)
+    try:
+        time.sleep(0.5)
+        outs = [backend.apply(step, ctx) for step in steps]
+    finally:
+        proc.wait(timeout=120)
+    assert outs[-1]["status"] == "promoted" and fresh["promoter"].champion == "2"
+    assert [backend.observe(s, ctx) for s in steps] == [s.fingerprint for s in steps]
+    assert any("step2" in line and "analysis" in line for line in lines)
+
+
+def test_a_second_rollout_while_one_runs_is_refused_then_superseded(app, fresh):
+    from framework.errors import StateError
+    from framework.rollout import actor
+    from framework.rollout.backend import RolloutBackend
+
+    fresh["reset"]()
+    recipe, steps = _plan_steps("rollout.steps=[10,100]", "rollout.interval_s=60")
+    ctx = _ctx(recipe, fresh, [])
+    RolloutBackend(wait=False, ports=fresh["ports"]).apply(steps[0], ctx)
+    first = actor.status(fresh["ws"], "churn")
+    assert first["status"] == "running" and first["weights"]["candidate_weight"] == 10
+    with pytest.raises(StateError, match="two controllers fighting"):
+        RolloutBackend(wait=False, ports=fresh["ports"]).apply(steps[0], ctx)
+    RolloutBackend(wait=False, supersede=True, ports=fresh["ports"]).apply(steps[0], ctx)
+    second = actor.status(fresh["ws"], "churn")
+    assert second["rollout_id"] != first["rollout_id"] and second["status"] == "running"
+    done = actor.abort(fresh["ws"], "churn", fresh["ports"], reason="test over")
+    assert done["status"] == "aborted" and done["weights"]["candidate_weight"] == 0
+    from framework.backends.ray_serve import traffic
+
+    assert traffic.current_user_config("churn")["candidate_weight"] == 0

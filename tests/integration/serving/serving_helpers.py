@@ -1,0 +1,83 @@
+"""Helpers for the serving tests: a composed recipe, tiny trained boosters, Serve on a free port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[3]
+FEATURES = ["tenure_months", "monthly_charges", "contract_months", "support_calls",
+            "payment_delay_days"]
+
+
+def compose_recipe(name: str = "churn", overrides: list[str] | None = None, root: Path = ROOT) -> Any:
+    """The recipe composed with Hydra from ``root``'s recipes/ and conf/, secrets as env refs."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from framework.spec import Recipe
+
+    with initialize_config_dir(config_dir=str(root / "recipes"), version_base="1.3"):
+        cfg = compose(name, overrides=[f"hydra.searchpath=[file://{root / 'conf'}]",
+                                       *(overrides or [])])
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for entry in data["serving"]["auth"]["api_keys"]:
+        entry["key"] = {"env": "LOOM_API_KEY"}
+    return Recipe.model_validate(data)
+
+
+def latest_features(data_dir: Path):
+    """The churn features' latest snapshot per customer (what a materialized online store holds)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(data_dir / "churn" / "features.parquet")
+    return frame.sort_values("event_timestamp").drop_duplicates("customer_id", keep="last")
+
+
+def train_booster(data_dir: Path, out: Path, rounds: int = 8, depth: int = 3, seed: int = 0) -> Path:
+    """A tiny XGBoost churn model trained in-process and saved as UBJ."""
+    import pandas as pd
+    import xgboost
+
+    feats = latest_features(data_dir)
+    labels = pd.read_parquet(data_dir / "churn" / "labels.parquet")
+    frame = feats.merge(labels[["customer_id", "churned"]], on="customer_id")
+    dtrain = xgboost.DMatrix(frame[FEATURES].astype("float32"), label=frame["churned"])
+    booster = xgboost.train({"objective": "binary:logistic", "max_depth": depth, "seed": seed,
+                             "nthread": 1}, dtrain, num_boost_round=rounds)
+    booster.save_model(str(out))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, body: Any = None, key: str | None = None, method: str | None = None,
+         headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, dict, Any]:
+    """One HTTP request; returns ``(status, headers, parsed JSON body or text)``."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    hdrs = {"Content-Type": "application/json"} if data is not None else {}
+    if key:
+        hdrs["Authorization"] = f"Bearer {key}"
+    hdrs.update(headers or {})
+    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, rh, text = resp.status, _lower(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        status, rh, text = err.code, _lower(err.headers), err.read().decode()
+    try:
+        return status, rh, json.loads(text)
+    except ValueError:
+        return status, rh, text
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}

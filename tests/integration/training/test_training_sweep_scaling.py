@@ -1,0 +1,73 @@
+"""A small sweep picks the best trial and the final model uses it; two workers train on 2 cores."""
+
+from __future__ import annotations
+
+import pytest
+from training_helpers import run_steps, steps_of, with_training
+
+pytestmark = pytest.mark.integration
+
+
+def test_small_sweep_picks_best_trial_and_final_model_uses_it(ray_session, churn_dict, make_ctx):
+    tuning = {"search_space": {"max_depth": {"type": "choice", "values": [1, 2, 4]},
+                               "eta": {"type": "loguniform", "low": 0.05, "high": 0.3}},
+              "num_samples": 3, "metric": "auc", "mode": "max", "scheduler": "asha",
+              "max_concurrent_trials": 2}
+    data = with_training(churn_dict, tuning=tuning)
+    data["training"]["model"]["num_boost_round"] = 15
+    lines: list[str] = []
+    ctx = make_ctx(data, workspace="ws_tune", lines=lines)
+    steps = steps_of(ctx)
+    run_steps(ctx, steps, ["training.tune", "training.train"])
+    tune = ctx.outputs["training.tune"]
+    assert tune["trials"] == 3
+    assert set(tune["best_params"]) == {"max_depth", "eta"}
+    assert 0.5 < tune["best_metric"] <= 1.0
+    params = ctx.outputs["training.train"]["params"]
+    assert params["max_depth"] == tune["best_params"]["max_depth"]
+    assert params["eta"] == pytest.approx(tune["best_params"]["eta"])
+    assert any(line.startswith("tuned: best auc") for line in lines)
+    _assert_best_of_trials(ctx, tune)
+
+
+def _assert_best_of_trials(ctx, tune) -> None:
+    import json
+
+    from framework.backends.model_registry.tracking import recipe_client
+
+    client = recipe_client(ctx.recipe, ctx.workspace)
+    path = client.download_artifacts(tune["run_id"], "loom/trials.json", str(ctx.workspace))
+    with open(path, encoding="utf-8") as fh:
+        trials = json.load(fh)["trials"]
+    assert len(trials) == 3
+    assert tune["best_metric"] == max(t["auc"] for t in trials)
+
+
+def test_two_workers_train_on_two_cores(ray_session, churn_dict, make_ctx):
+    data = with_training(churn_dict, scaling={"num_workers": 2, "cpus_per_worker": 0.5,
+                                              "use_gpu": False, "max_failures": 1})
+    lines: list[str] = []
+    ctx = make_ctx(data, workspace="ws_two", lines=lines)
+    run_steps(ctx, steps_of(ctx), ["training.train"])
+    out = ctx.outputs["training.train"]
+    assert out["metrics"]["auc"] > 0.7
+    assert any("2 worker(s) x 0.5 CPU" in line for line in lines)
+
+
+
+@pytest.mark.parametrize("model, metrics", [
+    ({"objective": "multi:softprob", "num_class": 2}, {"logloss", "accuracy", "f1_macro"}),
+    ({"objective": "reg:squarederror"}, {"rmse", "mae", "r2"}),
+], ids=["multiclass", "regression"])
+def test_multiclass_and_regression_objectives_train_and_report_their_metrics(
+        ray_session, churn_dict, make_ctx, model, metrics):
+    import xgboost
+
+    data = with_training(churn_dict, gates=[])
+    data["training"]["model"].update(model, num_boost_round=10)
+    ctx = make_ctx(data, workspace=f"ws_{model['objective'][:5]}")
+    run_steps(ctx, steps_of(ctx), ["training.train"])
+    out = ctx.outputs["training.train"]
+    assert set(out["metrics"]) == metrics
+    booster = xgboost.Booster(model_file=out["model_path"])
+    assert booster.num_boosted_rounds() == out["best_iteration"] + 1

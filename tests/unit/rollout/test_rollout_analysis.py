@@ -1,0 +1,85 @@
+"""Analysis of one window: error rate, p99, latency ratio, PSI, minimum requests, agreement."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from framework.rollout.analysis import analyse, psi, split_roles
+from framework.spec.rollout import Analysis
+
+LIMITS = Analysis(min_requests=50)
+
+
+def samples(n, role="candidate", version="4", error_rate=0.0, latency=10.0, shift=0.0, seed=1):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ok = rng.random() >= error_rate
+        out.append({"ts": float(i), "version": version, "role": role, "ok": ok,
+                    "latency_ms": latency * (0.8 + 0.4 * rng.random()),
+                    "score": min(1.0, rng.betavariate(2, 5) + shift) if ok else None,
+                    "request_id": i})
+    return out
+
+
+def judge(cand, stable, **kw):
+    return analyse(cand, stable, kw.pop("limits", LIMITS), window=(0.0, 10.0),
+                   candidate_version="4", **kw)
+
+
+def test_healthy_candidate_passes_with_every_number():
+    r = judge(samples(200), samples(800, role="stable", version="3", seed=2))
+    assert r.verdict == "pass"
+    assert r.error_rate == 0 and r.n_candidate == 200 and r.n_stable == 800
+    assert r.latency_ratio == pytest.approx(1.0, abs=0.1)
+    assert r.psi - r.psi_noise < 0.05
+
+
+@pytest.mark.parametrize("cand_kw, words", [
+    ({"error_rate": 0.2}, "error rate"),
+    ({"latency": 400.0}, "p99 latency ms"),
+    ({"latency": 30.0}, "p99 latency ratio"),
+    ({"shift": 0.4}, "score PSI"),
+], ids=["errors", "slow", "slower-than-stable", "drift"])
+def test_each_broken_threshold_fails_and_is_named(cand_kw, words):
+    r = judge(samples(200, **cand_kw), samples(800, role="stable", version="3", seed=2))
+    assert r.verdict == "fail"
+    assert words in r.reason
+
+
+def test_too_few_candidate_requests_is_inconclusive_even_if_they_fail():
+    r = judge(samples(10, error_rate=0.5), samples(800, role="stable", version="3"))
+    assert r.verdict == "inconclusive"
+    assert "only 10 of 50" in r.reason
+
+
+def test_no_stable_traffic_uses_the_baseline_then_skips_relative_checks():
+    cand = samples(200, latency=30.0)
+    base = samples(200, role="stable", version="3", seed=3)
+    with_base = judge(cand, [], baseline=base)
+    assert with_base.verdict == "fail" and with_base.baseline == "earlier window"
+    alone = judge(cand, [])
+    assert alone.verdict == "pass" and alone.latency_ratio is None and alone.psi is None
+    assert "not judged" in alone.reason
+
+
+def test_shadow_agreement_pairs_by_request_id():
+    stable = samples(300, role="stable", version="3", seed=5)
+    shadow = [dict(s, role="shadow", version="4") for s in stable[:200]]
+    r = judge(shadow, stable, role="shadow")
+    assert r.agreement == 1.0 and r.n_pairs == 200
+
+
+def test_psi_is_zero_for_same_scores_and_grows_with_shift():
+    same = [i / 100 for i in range(100)]
+    assert psi(same, same) == pytest.approx(0.0)
+    assert psi(same, [min(1.0, s + 0.3) for s in same]) > 0.5
+    assert psi(list(range(100)), [x + 50 for x in range(100)]) > 0.5  # regression scores
+
+
+def test_split_roles_ignores_other_versions():
+    mixed = samples(5) + samples(5, version="9") + samples(5, role="stable", version="3")
+    cand, stable = split_roles(mixed, "4", "3", "candidate")
+    assert len(cand) == 5 and len(stable) == 5
