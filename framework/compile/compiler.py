@@ -123,7 +123,9 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
     else:
         b.add("rollout.direct", "rollout.step", ["direct"], [deploy], strategy="direct", weight=100)
     if r.monitoring.enabled:
-        b.add("monitoring.rules", "monitoring.rules", [r.model_id, _section(r.monitoring)], [deploy],
+        # Rules depend on the model id and the monitoring section only: a new model version or a
+        # serving change does not re-render them.
+        b.add("monitoring.rules", "monitoring.rules", [r.model_id, _section(r.monitoring)], [],
               alerts=[a.name for a in r.monitoring.alerts], drift_psi_alert=r.monitoring.drift.psi_alert)
 
 
