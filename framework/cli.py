@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 0
+    if not ns.debug:
+        _quiet_libraries()
     try:
         return COMMANDS[ns.command](ns)
     except LoomError as exc:
@@ -122,6 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Internal error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _quiet_libraries() -> None:
+    """Engines' deprecation chatter and INFO logs are not for a person at a terminal (--debug shows them)."""
+    import logging
+    import warnings
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.simplefilter("ignore", category)
+    for name in ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune", "mlflow", "feast", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _warn(warnings: tuple[str, ...]) -> None:

@@ -21,6 +21,9 @@ from framework.rollout.state import TERMINAL, StateStore
 from framework.spec.rollout import BlueGreen, Canary
 
 
+NOTHING_TO_ROLL_OUT = "nothing to roll out"
+
+
 class RolloutBackend:
     """Progressive rollouts (strategies canary and blue_green) driven by the controller actor.
 
@@ -64,6 +67,9 @@ class RolloutBackend:
             started = self._start(step, ctx, store, deploy)
             if started is not None:
                 return started
+        previous = ctx.upstream(step, "rollout.")
+        if previous.get("status") == NOTHING_TO_ROLL_OUT:
+            return previous
         state = store.load()
         if state is None:
             raise PlanError(f"{step.address}: no rollout was started for this model; "
@@ -97,8 +103,13 @@ class RolloutBackend:
             deploy = _live_versions(ctx.recipe.model_id)
         if not deploy.get("stable_version") or not deploy.get("candidate_version"):
             # First deploy (the new version is already stable) or nothing new: nothing to move.
-            ctx.progress(f"{step.address}: no candidate beside a stable version; nothing to roll out")
-            return {"status": "nothing to roll out", "stable_version": deploy.get("stable_version")}
+            # The stable version is what production serves, so it is the champion.
+            stable = deploy.get("stable_version")
+            if stable:
+                self._ports(ctx)()["promoter"].promote(str(stable))
+            ctx.progress(f"{step.address}: no candidate beside a stable version; nothing to roll out "
+                         f"(version {stable} serves all traffic and is the champion)")
+            return {"status": NOTHING_TO_ROLL_OUT, "stable_version": stable}
         actor.connect(ctx.recipe, ctx.workspace)
         spec = _spec(ctx)
         ctx.progress(f"{step.address}: starting a {spec.strategy} rollout of version "

@@ -8,6 +8,7 @@ from framework.backends.base import RunContext
 from framework.compile.compiler import compile_steps
 from framework.errors import BackendError
 from framework.rollout.backend import RolloutBackend
+from framework.rollout.fakes import FakePromoter
 from framework.rollout.phases import spec_from_recipe, spec_from_steps
 
 
@@ -44,9 +45,15 @@ def test_first_deploy_has_nothing_to_roll_out_and_needs_no_ray(project, tmp_path
     ctx = RunContext(recipe=recipe, project_dir=project, workspace=tmp_path / "ws",
                      outputs={"serving.deploy": {"app": "churn", "stable_version": "1",
                                                  "candidate_version": None}})
-    out = RolloutBackend().apply(first, ctx)
+    promoter = FakePromoter()
+    backend = RolloutBackend(ports=lambda: {"promoter": promoter})
+    out = backend.apply(first, ctx)
     assert out["status"] == "nothing to roll out"
-    assert RolloutBackend().observe(first, ctx) is None
+    assert promoter.champion == "1"  # the first version serves all traffic: it is the champion
+    assert backend.observe(first, ctx) is None
+    ctx.outputs[first.address] = out
+    second = _rollout_steps(recipe)[1]
+    assert backend.apply(second, ctx)["status"] == "nothing to roll out"
 
 
 def test_direct_steps_belong_to_the_serving_backend(project, tmp_path):
