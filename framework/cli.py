@@ -131,8 +131,8 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-        warnings.simplefilter("ignore", category)
+    # Engines reset warning filters when they load, so silence the display itself.
+    warnings.showwarning = lambda *args, **kwargs: None
     for name in ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune", "mlflow", "feast", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def connect(recipe: Any, workspace: Path, start: bool = True) -> bool:
         address = info["address"]
         ray_cluster.use_head_env(workspace)
     try:
-        ray.init(address=address, namespace="loom", log_to_driver=False)
+        ray.init(address=address, namespace="loom", log_to_driver=False, logging_level=logging.WARNING)
     except Exception as exc:
         raise BackendError(
             f"Cannot connect to Ray at {address} (env.ray_address or {workspace}/ray/address): "
@@ -66,6 +67,7 @@ def ensure_serve(host: str, port: int) -> Any:
         )
     serve.start(http_options={"host": host, "port": port},
                 logging_config={"enable_access_log": False})
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Loom prints its own progress
     return _get_global_client()
 
 
