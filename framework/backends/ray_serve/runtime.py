@@ -65,6 +65,7 @@ def ensure_serve(host: str, port: int) -> Any:
             f"serving.http.port {port} is already in use by {holder}. Stop that process or set "
             "serving.http.port to a free port."
         )
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     serve.start(http_options={"host": host, "port": port},
                 logging_config={"enable_access_log": False})
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Loom prints its own progress
