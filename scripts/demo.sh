@@ -29,6 +29,9 @@ $LOOM plan recipe=churn
 cat <<MSG
 
 The churn model is live on http://127.0.0.1:8000 (API key in $KEY_FILE).
-Try a canary of a new version:  LOOM_API_KEY=\$(cat $KEY_FILE) $LOOM launch recipe=churn training.model.params.max_depth=6
-Stop everything:                $LOOM down
+Start a canary of a new version (it advances as live traffic arrives; each step needs
+rollout.analysis.min_requests candidate requests):
+  LOOM_API_KEY=\$(cat $KEY_FILE) $LOOM launch recipe=churn training.model.params.max_depth=6 --detach
+  $LOOM rollout status recipe=churn
+Stop everything:  $LOOM down
 MSG

@@ -101,15 +101,26 @@ def _listener_of(port: int) -> str | None:
             if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(f"socket:[{parts[9]}]")
     for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            for fd in (pid_dir / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    return f"pid {pid_dir.name} ({(pid_dir / 'comm').read_text().strip()})"
-        except OSError:
-            continue
+        if pid_dir.name.isdigit() and any(_fd_target(fd) in inodes for fd in _fds(pid_dir)):
+            try:
+                return f"pid {pid_dir.name} ({(pid_dir / 'comm').read_text().strip()})"
+            except OSError:
+                return f"pid {pid_dir.name}"
     return None
+
+
+def _fds(pid_dir: Path) -> list[Path]:
+    try:
+        return list((pid_dir / "fd").iterdir())
+    except OSError:  # the process ended, or is not ours to look at
+        return []
+
+
+def _fd_target(fd: Path) -> str | None:
+    try:
+        return os.readlink(fd)
+    except OSError:  # the descriptor closed between listing and reading: skip it, not the process
+        return None
 
 
 def _check_ports(recipe: Any) -> None:
