@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from framework.backends.base import Backend, RunContext
 from framework.errors import PlanError
-from framework.loading import LoadedRecipe, load_recipe, validate_dict
+from framework.loading import LoadedRecipe, load_recipe, resolve_saved
 
 if TYPE_CHECKING:  # planning and applying load lazily: `loom validate` needs none of it
     from framework.compile.plan import Plan, Step
@@ -122,7 +122,7 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
     from framework.execute.state import State
 
     project = Path(saved.project_dir)
-    recipe = validate_dict(saved.recipe)
+    recipe = resolve_saved(saved.recipe)
     fresh = compile_plan(recipe, saved.recipe, data_fingerprints(recipe, project), str(project))
     saved_fps = [(s.address, s.fingerprint) for s in saved.steps if s.action != "delete"]
     if [(s.address, s.fingerprint) for s in fresh.steps] != saved_fps:

@@ -168,25 +168,16 @@ def cmd_validate(ns: argparse.Namespace) -> int:
 
 def _redacted(data: Any) -> Any:
     """Secret references print as ${oc.env:VAR} / <file:...>; no secret value is ever in the data."""
-    from framework.loading.hostile import field_role, walk
-
     import copy
+
+    from framework.loading.hostile import field_role, set_path, walk
 
     out = copy.deepcopy(data)
     for path, value in list(walk(out)):
         if isinstance(value, dict) and field_role(path) == "secret":
             ref = "${oc.env:%s}" % value["env"] if value.get("env") else f"<secret file {value.get('file')}>"
-            _set(out, path, ref)
+            set_path(out, path, ref)
     return out
-
-
-def _set(data: Any, path: str, value: Any) -> None:
-    import re
-
-    parts = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]", path) if p]
-    for part in parts[:-1]:
-        data = data[part]
-    data[parts[-1]] = value
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:

@@ -27,6 +27,11 @@ def _cluster_target(args: list[str], templates: tuple[str, ...], project_dir: Pa
     if any(a.startswith("recipe=") for a in args):
         ctx = _ctx(args, templates, project_dir)
         return ctx.recipe, ctx.workspace
+    if args:
+        from framework.errors import CompositionError, Problem
+
+        raise CompositionError(Problem(path="recipe", message="Overrides need a recipe.",
+                                       hint=f"Add recipe=NAME before {args[0]}."))
     project = (project_dir or Path.cwd()).resolve()
     env = Env()
     return SimpleNamespace(env=env), project / env.workspace_dir
@@ -45,15 +50,30 @@ def cluster(action: str, args: list[str], templates: tuple[str, ...] = (),
     return commands.cluster_status(workspace)
 
 
+def _split_pairs(args: list[str], templates: tuple[str, ...],
+                 project_dir: Path | None) -> tuple[list[str], list[str]]:
+    """``recipe=churn env=cluster customer_id=42`` → recipe args (recipe, overrides) and name=value pairs.
+
+    Dotted keys, ``+``/``~`` overrides and template groups (``env=cluster``) are overrides.
+    """
+    from framework.loading.paths import template_dirs
+
+    groups = {p.name for d in template_dirs((project_dir or Path.cwd()).resolve(), templates)
+              for p in d.iterdir() if p.is_dir()}
+
+    def is_recipe_arg(arg: str) -> bool:
+        key = arg.split("=", 1)[0]
+        return key == "recipe" or key in groups or "." in key or arg.startswith(("+", "~"))
+
+    return [a for a in args if is_recipe_arg(a)], [a for a in args if not is_recipe_arg(a)]
+
+
 def predict(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> dict[str, Any]:
     """``loom predict recipe=churn customer_id=C000042 [feature=value ...]``."""
     from framework.backends.ray_serve import commands
-    from framework.loading import split_args
 
-    name, rest = split_args(args)
-    overrides = [a for a in rest if "." in a.split("=", 1)[0] or a.startswith(("+", "~"))]
-    pairs = [a for a in rest if a not in overrides]
-    ctx = _ctx([f"recipe={name}", *overrides] if name else overrides, templates, project_dir)
+    recipe_args, pairs = _split_pairs(args, templates, project_dir)
+    ctx = _ctx(recipe_args, templates, project_dir)
     return commands.predict(ctx.recipe, ctx.workspace, pairs)
 
 
@@ -86,13 +106,10 @@ def features_get(args: list[str], templates: tuple[str, ...] = (),
                  project_dir: Path | None = None) -> dict[str, Any]:
     """``loom features get recipe=churn customer_id=C000042``: the online features of one entity."""
     from framework.backends.feast import commands
-    from framework.loading import split_args
 
-    name, rest = split_args(args)
-    pairs = dict(a.split("=", 1) for a in rest if "=" in a and "." not in a.split("=", 1)[0])
-    overrides = [a for a in rest if a.split("=", 1)[0] not in pairs]
-    ctx = _ctx([f"recipe={name}", *overrides] if name else overrides, templates, project_dir)
-    return commands.get_online(ctx, pairs)
+    recipe_args, pairs = _split_pairs(args, templates, project_dir)
+    ctx = _ctx(recipe_args, templates, project_dir)
+    return commands.get_online(ctx, dict(a.split("=", 1) for a in pairs if "=" in a))
 
 
 def registry(action: str, args: list[str], version: str | None = None, templates: tuple[str, ...] = (),

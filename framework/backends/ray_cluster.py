@@ -166,7 +166,10 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     if recipe.env.ray_num_cpus:
         cmd.append(f"--num-cpus={recipe.env.ray_num_cpus}")
     env = {**os.environ, **client_env(workspace)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise BackendError(f"`ray start` did not finish: {exc}. Reinstall with `make install`.") from exc
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise BackendError(f"`ray start` failed (exit {done.returncode}):\n{tail}")
@@ -220,9 +223,9 @@ def _uses(pid: int, tmp: str) -> bool:
     try:
         if tmp.encode() in (proc / "cmdline").read_bytes():
             return True
-        return any(os.readlink(fd).startswith(tmp + "/") for fd in (proc / "fd").iterdir())
     except OSError:
         return False
+    return any((_fd_target(fd) or "").startswith(tmp + "/") for fd in _fds(proc))
 
 
 def _listening(address: str) -> bool:
@@ -266,7 +269,7 @@ def down(workspace: Path, wait_s: float = 20.0, remove_temp: bool = False) -> di
         for pid in pids:
             try:
                 os.kill(pid, sig)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + (wait_s if sig == signal.SIGTERM else 5)
         while time.monotonic() < deadline and _pids(tmp):

@@ -36,7 +36,8 @@ def resolve_address(recipe: "Recipe", workspace: Path) -> str | None:
     """The Ray address to connect to, or None to start an embedded local Ray."""
     if recipe.env.ray_address:
         return recipe.env.ray_address
-    return ray_cluster.head_address(workspace)
+    info = ray_cluster.status(workspace)  # a head that died leaves its address file behind
+    return info["address"] if info.get("running") else None
 
 
 @contextlib.contextmanager

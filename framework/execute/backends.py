@@ -44,7 +44,10 @@ class Backends:
     def for_step(self, step: Step) -> Backend:
         if self.override is not None:
             return self.override
-        key = (step.kind, step.attrs.get("strategy") if step.kind == "rollout.step" else None)
+        strategy = None
+        if step.kind == "rollout.step":  # delete steps carry no attrs: rollout.<strategy>.<phase>
+            strategy = step.attrs.get("strategy") or step.address.split(".")[1]
+        key = (step.kind, strategy)
         target = BACKEND_FOR_KIND.get(key)
         if target is None:
             raise BackendError(f"No backend applies steps of kind '{step.kind}' ({step.address}).")

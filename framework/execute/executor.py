@@ -69,7 +69,8 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     with state.lock():
         _check_fresh(plan, state)
         for step in plan.steps:
-            if step.action == "no-op":
+            done = step.action != "delete" and state.fingerprint(step.address) == step.fingerprint
+            if step.action == "no-op" or done:  # a re-applied plan resumes where it stopped
                 ctx.outputs[step.address] = state.outputs(step.address)
                 continue
             on_step(step, "start")

@@ -65,8 +65,10 @@ class State:
     def _write(self) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"format": 1, "steps": self.entries}, indent=2, sort_keys=True,
-                                  default=str), encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps({"format": 1, "steps": self.entries}, indent=2, sort_keys=True, default=str))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
     @contextlib.contextmanager
@@ -79,6 +81,7 @@ class State:
             except BlockingIOError as exc:
                 raise StateError(f"Another Loom command is applying to {self.workspace}; wait for it "
                                  "to finish.") from exc
+            self._entries = None  # re-read under the lock: another command may have applied since
             try:
                 yield
             finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,6 @@ def load_recipe(args: list[str], templates: list[str] | tuple[str, ...] = (),
         RecipeError: with every problem found, each naming file, key path, value, rule and hint.
     """
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     project_dir = (project_dir or Path.cwd()).resolve()
     name, overrides = split_args(args)
@@ -155,8 +155,14 @@ def load_recipe(args: list[str], templates: list[str] | tuple[str, ...] = (),
             problem = sweeps.sweep_problem(key, text)
             if problem:
                 sweep_problems.append(problem)
-            else:
+                continue
+            try:
                 sweep_dims[key[len(sweeps.PARAMS_PREFIX):]] = sweeps.search_dim(ov)
+            except ValueError as exc:
+                sweep_problems.append(Problem(path=key, file=provenance.COMMAND_LINE, value=text,
+                                              has_value=True, message=str(exc) + ".",
+                                              hint="e.g. choice(3,6,9), range(2,10), "
+                                                   "tag(log,interval(0.01,0.3))"))
         else:
             plain.append(text)
     if sweep_problems:
@@ -172,17 +178,49 @@ def load_recipe(args: list[str], templates: list[str] | tuple[str, ...] = (),
         raise RecipeError(problems)
     for path, var in secrets.items():
         OmegaConf.update(cfg, path, {"env": var}, merge=False)
+    data = _resolve(cfg, origins)
+    sweeps.apply_sweeps(data, sweep_dims)
+    recipe = validate_dict(data, origins, secrets)
+    return LoadedRecipe(recipe=recipe, data=_env_references(data, raw), file=recipe_file,
+                        project_dir=project_dir, origins=origins,
+                        warnings=tuple(shadow_warnings(search)))
+
+
+def _resolve(cfg: Any, origins: Any) -> dict[str, Any]:
+    """The config with ``${...}`` resolved; a missing environment variable is a Problem."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        data = OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise RecipeError(Problem(path=key, file=origins(key), message=str(exc).splitlines()[0],
                                   hint="Set the environment variable, or give a default: "
                                        "${oc.env:VAR,default}.")) from exc
-    sweeps.apply_sweeps(data, sweep_dims)
-    return LoadedRecipe(recipe=validate_dict(data, origins, secrets), data=data, file=recipe_file,
-                        project_dir=project_dir, origins=origins,
-                        warnings=tuple(shadow_warnings(search)))
+
+
+def _env_references(data: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with environment-driven fields back to their ``${oc.env:...}`` text.
+
+    This is the form plans, ``--show`` and lineage carry: a tracking URI or Redis address from the
+    environment may hold credentials, so its value never leaves the process that resolved it.
+    """
+    shown = copy.deepcopy(data)
+    for path, value in hostile.walk(raw):
+        if isinstance(value, str) and "${oc.env" in value and hostile.field_role(path) == "env":
+            hostile.set_path(shown, path, value)
+    return shown
+
+
+def resolve_saved(data: dict[str, Any]) -> Recipe:
+    """Validate the recipe a saved plan carries, resolving its ``${oc.env:...}`` references now."""
+    from omegaconf import OmegaConf
+
+    problems, _ = hostile.scan(data, lambda path: "plan")
+    if problems:
+        raise RecipeError(problems, title="The saved plan's recipe is refused")
+    return validate_dict(_resolve(OmegaConf.create(data), lambda path: "plan"))
 
 
 def validate_dict(data: dict[str, Any], origins: Any = None, secrets: dict[str, str] | None = None) -> Recipe:

@@ -35,6 +35,14 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from walk(value, f"{path}[{i}]")
 
 
+def set_path(data: Any, path: str, value: Any) -> None:
+    """Set ``a.b[0].c`` in a plain nested dict/list."""
+    parts = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]", path) if p]
+    for part in parts[:-1]:
+        data = data[part]
+    data[parts[-1]] = value
+
+
 def _field_patterns(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str]]:
     """(path pattern, 'secret' | 'env') for every secret or env-driven field; '*' is any key or index."""
     for name, info in model.model_fields.items():

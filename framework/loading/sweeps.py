@@ -24,6 +24,8 @@ def search_dim(override: Any) -> dict[str, Any]:
         return {"type": "choice", "values": list(sweep.list)}
     if isinstance(sweep, RangeSweep):
         step = sweep.step or 1
+        if step <= 0 or sweep.stop <= sweep.start:
+            raise ValueError("range(start, stop[, step]) needs start < stop and a positive step")
         if step == 1 and all(isinstance(v, int) for v in (sweep.start, sweep.stop)):
             return {"type": "randint", "low": sweep.start, "high": sweep.stop}
         values, v = [], sweep.start
@@ -34,7 +36,7 @@ def search_dim(override: Any) -> dict[str, Any]:
     if isinstance(sweep, IntervalSweep):
         kind = "loguniform" if "log" in sweep.tags else "uniform"
         return {"type": kind, "low": float(sweep.start), "high": float(sweep.end)}
-    raise TypeError(type(sweep).__name__)
+    raise ValueError(f"{type(sweep).__name__} is not a search dimension; use choice, range or interval")
 
 
 def sweep_problem(key: str, text: str) -> Problem | None:

@@ -85,10 +85,13 @@ class RolloutBackend:
 
         store = StateStore(ctx.workspace, ctx.recipe.model_id)
         state = store.load()
-        if state is not None and state.running:
+        steps = _load_steps(store)
+        # Only a rollout this step belongs to is aborted: a new one may already run beside it.
+        owned = state is not None and steps.get("rollout_id") == state.rollout_id \
+            and address in steps.get("fingerprints", {})
+        if owned and state.running:
             actor.abort(ctx.workspace, ctx.recipe.model_id, self._ports(ctx),
                         reason=f"{address} deleted from the plan")
-        steps = _load_steps(store)
         steps.get("fingerprints", {}).pop(address, None)
         _save_steps(store, steps)
 

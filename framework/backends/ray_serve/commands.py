@@ -153,10 +153,12 @@ def _registered(recipe: Any, workspace: Path) -> dict[str, Any]:
     from framework.backends.model_registry.versions import resolve_model
 
     uri = tracking_uri(recipe, workspace)
-    for alias in ("champion", "candidate"):
+    aliases = (recipe.registry.champion_alias, recipe.registry.candidate_alias)
+    for alias in aliases:
         try:
             return resolve_model(uri, recipe.model_id, alias)
-        except Exception:  # alias not set yet: try the next
-            continue
-    raise BackendError(f"No registered version of model '{recipe.model_id}' (alias champion or "
-                       f"candidate) in {uri}. Run `loom launch recipe=...` first.")
+        except BackendError as exc:  # alias not set yet: try the next; other failures are real
+            if "has no version or alias" not in str(exc):
+                raise
+    raise BackendError(f"No registered version of model '{recipe.model_id}' (alias {' or '.join(aliases)}) "
+                       f"in {uri}. Run `loom launch recipe=...` first.")

@@ -108,3 +108,33 @@ def test_missing_data_file_names_the_key(project: Path) -> None:
     (project / "data" / "churn" / "labels.parquet").unlink()
     with pytest.raises(Exception, match="data.sources.churn_labels.path"):
         api.plan(["recipe=churn"], backend=FakeBackend())
+
+
+def test_reapplying_a_saved_plan_runs_nothing_twice(project: Path) -> None:
+    fake = FakeBackend()
+    saved = project / "plan.json"
+    saved.write_text(api.plan(["recipe=churn"], backend=fake).plan.to_json())
+    api.apply(api.load_plan(saved), backend=fake)
+    calls = len(fake.calls)
+    api.apply(api.load_plan(saved), backend=fake)
+    assert len(fake.calls) == calls
+
+
+def test_env_driven_values_never_reach_the_plan(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_T_URI", "postgresql://bob:hunter2@db/mlflow")
+    planned = api.plan(["recipe=churn", "+registry.tracking_uri=${oc.env:LOOM_T_URI}"], backend=FakeBackend())
+    assert planned.ctx.recipe.registry.tracking_uri.endswith("@db/mlflow")  # resolved for the engines
+    text = planned.plan.to_json()
+    assert "hunter2" not in text and "${oc.env:LOOM_T_URI}" in text
+    saved = project / "plan.json"
+    saved.write_text(text)
+    api.apply(api.load_plan(saved), backend=FakeBackend())  # resolved again when applied
+
+
+def test_deleted_rollout_steps_route_to_their_strategy_backend() -> None:
+    from framework.compile.plan import Step
+    from framework.execute.backends import Backends
+
+    for address, cls in (("rollout.canary.step4", "RolloutBackend"), ("rollout.direct", "ServeBackend")):
+        step = Step(address=address, kind="rollout.step", fingerprint="", action="delete")
+        assert type(Backends().for_step(step)).__name__ == cls

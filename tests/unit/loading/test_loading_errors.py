@@ -65,6 +65,8 @@ CASES = [
     ("ttl-negative", ["features.views.customer_profile.ttl_s=-5"], ["greater than or equal to 0"], "features.views.customer_profile.ttl_s"),
     ("field-type-typo", ["features.views.customer_profile.fields.tenure_months=integer"], ["Did you mean 'int64'?"], "features.views.customer_profile.fields.tenure_months"),
     ("workers-zero", ["training.scaling.num_workers=0"], ["greater than or equal to 1"], "training.scaling.num_workers"),
+    ("sweep-empty-range", ["training.model.params.max_depth=range(5,2)"], ["needs start < stop"], "training.model.params.max_depth"),
+    ("sweep-glob", ["training.model.params.max_depth=glob(*)"], ["not a search dimension"], "training.model.params.max_depth"),
 ]
 
 
