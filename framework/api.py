@@ -69,8 +69,10 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
 
     loaded = validate(args, templates, project_dir)
     project = loaded.project_dir
-    compiled = compile_plan(loaded.recipe, loaded.data, data_fingerprints(loaded.recipe, project), str(project))
+    fingerprints = data_fingerprints(loaded.recipe, project)
+    compiled = compile_plan(loaded.recipe, loaded.data, fingerprints, str(project))
     ctx = context(loaded.recipe, project, progress)
+    ctx.data_fingerprints = fingerprints
     state = State(ctx.workspace)
     diffed = executor.plan_against(compiled, ctx, state, Backends(backend), refresh)
     return Planned(diffed, ctx, state, loaded.warnings)
@@ -123,12 +125,14 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
 
     project = Path(saved.project_dir)
     recipe = resolve_saved(saved.recipe)
-    fresh = compile_plan(recipe, saved.recipe, data_fingerprints(recipe, project), str(project))
+    fingerprints = data_fingerprints(recipe, project)
+    fresh = compile_plan(recipe, saved.recipe, fingerprints, str(project))
     saved_fps = [(s.address, s.fingerprint) for s in saved.steps if s.action != "delete"]
     if [(s.address, s.fingerprint) for s in fresh.steps] != saved_fps:
         raise PlanError("The plan's inputs changed since it was made (a data file, or Loom itself). "
                         "Make a new plan with `loom plan -o plan.json`.")
     ctx = context(recipe, project, progress)
+    ctx.data_fingerprints = fingerprints
     return Planned(saved, ctx, State(ctx.workspace), warnings=())
 
 

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 class RunContext:
     """What a backend needs to observe or apply a step.
 
-    ``outputs`` maps the address of each step applied (or found applied) earlier in this run to the
+    ``data_fingerprints`` are the data files' content hashes the plan was made with, so steps never
+    hash a large file again. ``outputs`` maps the address of each step applied (or found applied) earlier in this run to the
     JSON-able dict its backend returned, so later steps read upstream results (a dataset path, a
     model version) without recomputing them.
     """
@@ -25,11 +26,15 @@ class RunContext:
     workspace: Path
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda line: None
+    data_fingerprints: dict[str, str] = field(default_factory=dict)
 
-    def data_path(self, source: str) -> Path:
-        """Absolute path of a data source's file."""
-        path = Path(self.recipe.data.sources[source].path).expanduser()
-        return path if path.is_absolute() else self.project_dir / path
+    def source_fingerprints(self) -> dict[str, str]:
+        """Content fingerprints of the data files, by source: the plan's, hashed again only without one."""
+        if not self.data_fingerprints:
+            from framework.backends.data_files import fingerprint_sources
+
+            self.data_fingerprints = fingerprint_sources(self.recipe, self.project_dir)
+        return self.data_fingerprints
 
     def upstream(self, step: "Step", kind_prefix: str) -> dict[str, Any]:
         """The outputs of the one dependency of ``step`` whose address starts with ``kind_prefix``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.backends.feast.sources import fingerprint_sources, source_file
+from framework.backends.data_files import fingerprint_sources, source_file
 from framework.errors import DataError
 from framework.spec import Recipe
 

@@ -161,12 +161,12 @@ class FeastBackend:
 
     def _apply_materialize(self, step: "Step", ctx: "RunContext") -> dict[str, Any]:
         from framework.backends.feast.materialize import materialize_views
-        from framework.backends.feast.sources import fingerprint_sources, raise_for_sources
+        from framework.backends.feast.sources import raise_for_sources
 
         raise_for_sources(ctx.recipe, ctx.project_dir)
         views = list(step.attrs["views"])
         read = {ctx.recipe.features.views[v].source for v in views}
-        data = {s: fp for s, fp in fingerprint_sources(ctx.recipe, ctx.project_dir).items() if s in read}
+        data = {s: fp for s, fp in ctx.source_fingerprints().items() if s in read}
         repo.write_config(ctx.recipe, ctx.workspace)
         before = markers.read_marker(_repo(ctx), step.address) or {}
         # Changed source bytes may hold rows older than the last window: start again from 1970.

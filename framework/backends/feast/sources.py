@@ -1,17 +1,18 @@
-"""Source checks and content fingerprints for a recipe's data files (pyarrow at most; no feast import)."""
+"""Source checks for a recipe's data files (pyarrow at most; no feast import); fingerprints re-exported."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from framework.backends.data_files import file_sha256, fingerprint_sources, source_file
 from framework.errors import DataError, Problem
+
+__all__ = ["check_sources", "file_sha256", "fingerprint_sources", "parquet_source", "raise_for_sources",
+           "source_file"]
 
 if TYPE_CHECKING:
     from framework.spec import Recipe
-
-_CHUNK = 1 << 20
 
 #: Arrow type predicates each declared value type accepts (widening only, never lossy).
 _FITS = {
@@ -22,27 +23,6 @@ _FITS = {
     "float64": ("is_floating", "is_integer"),
     "bool": ("is_boolean",),
 }
-
-
-def source_file(recipe: "Recipe", project_dir: Path, name: str) -> Path:
-    """Absolute path of source ``name``'s file (relative paths resolve against ``project_dir``)."""
-    path = Path(recipe.data.sources[name].path).expanduser()
-    return path if path.is_absolute() else Path(project_dir) / path
-
-
-def fingerprint_sources(recipe: "Recipe", project_dir: Path) -> dict[str, str]:
-    """``{source name: "sha256:<hex>"}`` of each source file's bytes; missing files are left out.
-
-    Args:
-        recipe: the validated recipe.
-        project_dir: where relative source paths resolve.
-    """
-    out: dict[str, str] = {}
-    for name in recipe.data.sources:
-        path = source_file(recipe, project_dir, name)
-        if path.is_file():
-            out[name] = file_sha256(path)
-    return out
 
 
 def parquet_source(recipe: "Recipe", project_dir: Path, workspace: Path, name: str) -> Path:
@@ -65,15 +45,6 @@ def parquet_source(recipe: "Recipe", project_dir: Path, workspace: Path, name: s
         pq.write_table(pcsv.read_csv(path), out)
         stamp.write_text(digest, encoding="utf-8")
     return out
-
-
-def file_sha256(path: Path) -> str:
-    """``sha256:<hex>`` of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def read_schema(path: Path, fmt: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from functools import lru_cache
@@ -35,18 +34,8 @@ def training_sources(ctx: "RunContext") -> list[str]:
 
 def data_fingerprints(ctx: "RunContext") -> dict[str, str]:
     """``sha256:`` of each training source file's bytes, by source name ("missing" if absent)."""
-    return {name: file_fingerprint(ctx.data_path(name)) for name in training_sources(ctx)}
-
-
-def file_fingerprint(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    if not path.is_file():
-        return "missing"
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
+    known = ctx.source_fingerprints()
+    return {name: known.get(name, "missing") for name in training_sources(ctx)}
 
 
 def feature_views(ctx: "RunContext") -> list[str]:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.backends.model_registry.lineage import code_version, file_fingerprint
+from framework.backends.base import RunContext
+from framework.backends.data_files import file_sha256
+from framework.backends.model_registry.lineage import code_version, data_fingerprints
 from framework.backends.model_registry.profile import histogram, reference_profile
 
 
@@ -29,10 +31,19 @@ def test_histogram_of_constant_and_missing_values() -> None:
 def test_file_fingerprint_changes_with_content(tmp_path: Path) -> None:
     path = tmp_path / "f.parquet"
     path.write_bytes(b"one")
-    first = file_fingerprint(path)
+    first = file_sha256(path)
     path.write_bytes(b"two")
-    assert first.startswith("sha256:") and file_fingerprint(path) != first
-    assert file_fingerprint(tmp_path / "absent") == "missing"
+    assert first.startswith("sha256:") and file_sha256(path) != first
+
+
+def test_lineage_uses_the_plans_fingerprints_and_marks_missing_files(project: Path) -> None:
+    from framework.loading import load_recipe
+
+    recipe = load_recipe(["recipe=churn"]).recipe
+    ctx = RunContext(recipe=recipe, project_dir=project, workspace=project / ".loom",
+                     data_fingerprints={"churn_labels": "sha256:from-the-plan"})
+    assert data_fingerprints(ctx) == {"churn_labels": "sha256:from-the-plan",
+                                      "customer_snapshots": "missing"}
 
 
 def test_code_version_starts_with_loom_version() -> None:
