@@ -21,13 +21,10 @@ def _args(port: int, *extra: str) -> list[str]:
 
 
 def test_launch_serves_the_registered_model_with_feast_features(ray_session, project, monkeypatch):
-    import numpy as np
     import xgboost
     from ray import serve
 
     from framework import api
-    from framework.backends.feast.online import OnlineFeatureClient
-    from framework.backends.feast.repo import repo_dir
     from framework.backends.model_registry import resolve_model
     from framework.backends.model_registry.tracking import tracking_uri
     from framework.backends.ray_serve import traffic
@@ -45,12 +42,9 @@ def test_launch_serves_the_registered_model_with_feast_features(ray_session, pro
         # The served answers equal the registered model on Feast's online features.
         model = resolve_model(tracking_uri(recipe, ctx.workspace), "churn", register["version"])
         booster = xgboost.Booster(model_file=str(model["model_path"]))
-        online = OnlineFeatureClient.from_workspace(
-            str(repo_dir(ctx.workspace, recipe.project)), recipe.features.service.name,
-            recipe.feature_names()).get([{"customer_id": i} for i in IDS])
+        online = H.online_rows(ctx, IDS)
         assert all(v is not None for row in online for v in row.values())
-        want = booster.inplace_predict(np.asarray(
-            [[row[f] for f in recipe.feature_names()] for row in online], dtype=np.float32))
+        want = H.predict_rows(booster, online, recipe.feature_names())
         for cid, expected in zip(IDS, want):
             status, _, body = H.call(deploy["url"], {"entities": {"customer_id": cid}}, KEY)
             assert status == 200, body

@@ -81,3 +81,22 @@ def call(url: str, body: Any = None, key: str | None = None, method: str | None 
 
 def _lower(headers: Any) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def online_rows(ctx: Any, ids: list[str]) -> list[dict[str, Any]]:
+    """The online features Feast holds for these customers (through Loom's serving client)."""
+    from framework.backends.feast.online import OnlineFeatureClient
+    from framework.backends.feast.repo import repo_dir
+
+    recipe = ctx.recipe
+    return OnlineFeatureClient.from_workspace(
+        str(repo_dir(ctx.workspace, recipe.project)), recipe.features.service.name,
+        recipe.feature_names()).get([{"customer_id": i} for i in ids])
+
+
+def predict_rows(booster: Any, rows: list[dict[str, Any]], names: list[str]) -> list[float]:
+    """In-process probabilities for feature rows, in model input order."""
+    import numpy as np
+
+    return [float(p) for p in booster.inplace_predict(
+        np.asarray([[row[f] for f in names] for row in rows], dtype=np.float32))]

@@ -11,14 +11,11 @@ KEY = "test-key-0123456789"
 
 
 def test_http_answers_use_feast_online_features(ray_session, project, monkeypatch):
-    import numpy as np
     import xgboost
     from ray import serve
 
     from framework import api
     from framework.backends.feast.backend import FeastBackend
-    from framework.backends.feast.online import OnlineFeatureClient
-    from framework.backends.feast.repo import repo_dir
     from framework.backends.ray_serve import ServeBackend, runtime, traffic
 
     monkeypatch.setenv("LOOM_API_KEY", KEY)
@@ -37,20 +34,16 @@ def test_http_answers_use_feast_online_features(ray_session, project, monkeypatc
     try:
         out = ServeBackend(stats=False).apply(planned.plan.step("serving.deploy"), ctx)
         ids = ["C000001", "C000042", "C000777"]
-        online = OnlineFeatureClient.from_workspace(
-            str(repo_dir(ctx.workspace, recipe.project)), recipe.features.service.name,
-            recipe.feature_names()).get([{"customer_id": i} for i in ids])
+        online = H.online_rows(ctx, ids)
         booster = xgboost.Booster(model_file=str(model))
-        want = booster.inplace_predict(np.asarray(
-            [[row[f] for f in recipe.feature_names()] for row in online], dtype=np.float32))
+        want = H.predict_rows(booster, online, recipe.feature_names())
         for cid, expected in zip(ids, want):
             status, _, body = H.call(out["url"], {"entities": {"customer_id": cid}}, KEY)
             assert status == 200, body
             assert body["probability"] == pytest.approx(float(expected), abs=1e-6)
         # The request's features override Feast's: a changed value changes the answer.
         row = dict(online[0], support_calls=online[0]["support_calls"] + 7)
-        changed = float(booster.inplace_predict(np.asarray(
-            [[row[f] for f in recipe.feature_names()]], dtype=np.float32))[0])
+        (changed,) = H.predict_rows(booster, [row], recipe.feature_names())
         status, _, body = H.call(out["url"], {"entities": {"customer_id": ids[0]},
                                               "features": {"support_calls": row["support_calls"]}}, KEY)
         assert body["probability"] == pytest.approx(changed, abs=1e-6)
