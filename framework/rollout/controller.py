@@ -316,7 +316,7 @@ class RolloutController:
             return
         desired = st.user_config or {}
         requested_at = self.clock.now()
-        self.setter.set(copy.deepcopy(desired))
+        self.setter.set(copy.deepcopy(desired), surge=st.running)
         st.applied = True
         self._save()
         self._audit("traffic", config_version=st.config_version, requested_at=requested_at,

@@ -23,10 +23,10 @@ class ServeTraffic:
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
 
-    def set(self, user_config: dict[str, Any]) -> None:
+    def set(self, user_config: dict[str, Any], surge: bool = False) -> None:
         from framework.backends.ray_serve import traffic
 
-        traffic.update_user_config(self.model_id, user_config)
+        traffic.update_user_config(self.model_id, user_config, surge=surge)
 
     def current(self) -> dict[str, Any] | None:
         from framework.backends.ray_serve import traffic

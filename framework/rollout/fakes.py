@@ -53,13 +53,15 @@ class FakeServing:
         if config is not None:
             self.history.append((-math.inf, copy.deepcopy(config)))
         self.fail_next_sets = 0
+        self.surges: list[bool] = []  # the ``surge`` flag of every ``set``
 
     # TrafficSetter
-    def set(self, user_config: dict[str, Any]) -> None:
+    def set(self, user_config: dict[str, Any], surge: bool = False) -> None:
         if self.fail_next_sets:
             self.fail_next_sets -= 1
             raise ConnectionError("fake Serve controller unreachable")
         self.history.append((self.clock.now(), copy.deepcopy(user_config)))
+        self.surges.append(surge)
 
     def current(self) -> dict[str, Any] | None:
         return copy.deepcopy(self.history[-1][1]) if self.history else None

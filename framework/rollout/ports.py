@@ -21,8 +21,12 @@ class Clock(Protocol):
 class TrafficSetter(Protocol):
     """Reads and changes the model's Serve ``user_config`` in place (slots, weights, shadow)."""
 
-    def set(self, user_config: dict[str, Any]) -> None:
-        """Make ``user_config`` live in one in-place update."""
+    def set(self, user_config: dict[str, Any], surge: bool = False) -> None:
+        """Make ``user_config`` live in one in-place update.
+
+        ``surge``: the rollout is still running, so keep (or start, first) the extra replicas that
+        answer while another replica is reconfigured; False drops them after the update.
+        """
         ...
 
     def current(self) -> dict[str, Any] | None:

@@ -55,8 +55,11 @@ def parse_args(args: dict[str, Any]) -> AppArgs:
     return AppArgs.model_validate(args)
 
 
-def deployment_options(parsed: AppArgs) -> dict[str, Any]:
-    """Replicas or autoscaling, concurrency limits and CPUs from the recipe's ``serving`` section."""
+def deployment_options(parsed: AppArgs, surge: bool = False) -> dict[str, Any]:
+    """Replicas or autoscaling, concurrency limits and CPUs from the recipe's ``serving`` section.
+
+    ``surge`` adds ``serving.surge_replicas`` (while a candidate is loaded; see ``replica_options``).
+    """
     s = parsed.serving
     opts: dict[str, Any] = {
         "name": parsed.deployment_name,
@@ -67,11 +70,22 @@ def deployment_options(parsed: AppArgs) -> dict[str, Any]:
         "max_queued_requests": 4 * s.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": s.num_cpus_per_replica},
         "logging_config": {"enable_access_log": False},
+        # A restart (new builder args) starts the replacements before stopping old replicas.
+        "max_surge_percent": 100,
     }
-    if s.autoscaling is not None:
-        opts["autoscaling_config"] = {
-            "min_replicas": s.autoscaling.min_replicas, "max_replicas": s.autoscaling.max_replicas,
-            "target_ongoing_requests": s.autoscaling.target_ongoing_requests}
-    else:
-        opts["num_replicas"] = s.replicas
-    return opts
+    return {**opts, **replica_options(s, surge)}
+
+
+def replica_options(s: Serving, surge: bool) -> dict[str, Any]:
+    """``num_replicas`` or ``autoscaling_config``, with ``surge_replicas`` more when ``surge``.
+
+    Serve moves a replica out of routing while ``reconfigure()`` runs (a ``user_config`` change);
+    the surge keeps another replica answering meanwhile, so weight changes never stall requests.
+    """
+    extra = s.surge_replicas if surge else 0
+    if s.autoscaling is None:
+        return {"num_replicas": s.replicas + extra}
+    low = s.autoscaling.min_replicas + extra
+    return {"autoscaling_config": {
+        "min_replicas": low, "max_replicas": max(s.autoscaling.max_replicas, low),
+        "target_ongoing_requests": s.autoscaling.target_ongoing_requests}}

@@ -138,6 +138,13 @@ class Serving(Spec):
     autoscaling: Autoscaling | None = Field(
         default=None, description="Autoscale replicas instead of a fixed count."
     )
+    surge_replicas: int = Field(
+        default=1, ge=0, le=100,
+        description="Extra replicas while a candidate version is loaded (a rollout): Serve "
+        "reconfigures replicas one at a time and routes none to a replica mid-reconfigure, so "
+        "with a surge one replica always answers while another applies a weight change. 0 = none: a single "
+        "replica then holds requests for ~0.1-0.2 s at every weight change.",
+    )
     num_cpus_per_replica: float = Field(
         default=0.5, gt=0, description="CPUs reserved per replica (fractional is fine)."
     )

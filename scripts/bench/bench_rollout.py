@@ -150,16 +150,20 @@ def customer_ids(data_dir: Path) -> list[str]:
     return sorted(pd.read_parquet(data_dir / "churn" / "features.parquet")["customer_id"].unique())
 
 
-def deploy_demo_app(data_dir: Path, tmp: Path, port: int, replicas: int = 1) -> dict[str, Any]:
+def deploy_demo_app(data_dir: Path, tmp: Path, port: int, replicas: int = 1,
+                    surge_replicas: int = 1) -> dict[str, Any]:
     """Serve's churn app on 127.0.0.1:``port`` with version 1 stable and version 2 loaded at 0%.
 
-    Cache off, so every request reaches a model and records a sample. Ray must be initialised.
+    As ``serving.deploy`` leaves an app whose candidate waits for its rollout: with
+    ``surge_replicas`` extra replicas. Cache off, so every request reaches a model and records a
+    sample. Ray must be initialised.
     """
     from framework.backends.ray_serve import config as cfg
     from framework.backends.ray_serve import runtime, traffic
 
     recipe = compose_recipe(["++serving.num_cpus_per_replica=0.25", "serving.cache.enabled=false",
-                             f"serving.replicas={replicas}"])
+                             f"serving.replicas={replicas}",
+                             f"serving.surge_replicas={surge_replicas}"])
     runtime.ensure_serve("127.0.0.1", port)
     host, real_port = runtime.http_address()
     models = {"1": train_booster(data_dir, tmp / "m1.ubj", rounds=5, depth=3, seed=1),
@@ -169,9 +173,10 @@ def deploy_demo_app(data_dir: Path, tmp: Path, port: int, replicas: int = 1) -> 
     args = cfg.app_args(recipe, tmp, features=features)
     user_config = {"slots": {"stable": demo_slot(models, "1"), "candidate": demo_slot(models, "2")},
                    "candidate_weight": 0, "shadow_percent": 0, "config_version": 1}
-    traffic.deploy_app(cfg.app_config("churn", args, user_config))
+    traffic.deploy_app(cfg.app_config("churn", args, user_config, surge=True))
     return {"url": f"http://{host}:{real_port}/v1/models/churn/predictions", "models": models,
-            "recipe": recipe, "ids": customer_ids(data_dir), "replicas": replicas}
+            "recipe": recipe, "ids": customer_ids(data_dir), "replicas": replicas,
+            "surge_replicas": surge_replicas}
 
 
 def free_port() -> int:
@@ -218,7 +223,7 @@ def _weight_changes(app: dict[str, Any], tmp: Path, rps: float, changes: int) ->
         if k % 2 == 0:
             cfg["candidate_weight"] = 50 if k % 4 == 0 else 10
             cfg["config_version"] = int(cfg["config_version"]) + 1
-            setter.set(cfg)
+            setter.set(cfg, surge=True)  # as the controller does while its rollout runs
             updates.append(time.time() - t0)
             cycles["change"].append(t0)
         else:
@@ -235,7 +240,8 @@ def _weight_changes(app: dict[str, Any], tmp: Path, rps: float, changes: int) ->
     during, control = lat(cycles["change"], 0, 1), lat(cycles["control"], 0, 1)
     steady = lat(cycles["change"] + cycles["control"], 1, cycle_s)
     return {"requests": len(recs), "failed": len(recs) - len(ok), "changes": changes,
-            "replicas": app["replicas"], "update_call_s": [round(u, 3) for u in updates],
+            "replicas": app["replicas"], "surge_replicas": app["surge_replicas"],
+            "update_call_s": [round(u, 3) for u in updates],
             "p50_steady_ms": _pct(steady, 50), "p50_during_ms": _pct(during, 50),
             "p99_steady_ms": p99(steady), "p99_during_ms": p99(during),
             "p99_control_ms": p99(control), "n_steady": len(steady), "n_during": len(during),
@@ -258,7 +264,8 @@ def _bad_canary(app: dict[str, Any], tmp: Path, rps: float, k: int) -> dict[str,
     traffic.update_user_config("churn", {
         "slots": {"stable": demo_slot(app["models"], "1"),
                   "candidate": demo_slot(app["models"], "2", error_rate=0.3)},
-        "candidate_weight": 0, "shadow_percent": 0, "config_version": cfg["config_version"] + 1})
+        "candidate_weight": 0, "shadow_percent": 0, "config_version": cfg["config_version"] + 1},
+        surge=True)  # as serving.deploy loads a candidate
     ws = tmp / f"ws{k}"
     ports = functools.partial(real_ports, "churn", FilePromoter(str(tmp / f"reg{k}.json"), "1"))
     spec = spec_from_recipe(Canary.model_validate({
@@ -305,8 +312,9 @@ def run_bench(args: argparse.Namespace) -> None:
         port = free_port()
         report: dict[str, Any] = {"rps": args.rps, "weight_change": []}
         for replicas in args.replicas:
-            app = deploy_demo_app(tmp / "data", tmp, port, replicas=replicas)
-            report["weight_change"].append(_weight_changes(app, tmp, args.rps, args.changes))
+            for surge in args.surge:
+                app = deploy_demo_app(tmp / "data", tmp, port, replicas, surge)
+                report["weight_change"].append(_weight_changes(app, tmp, args.rps, args.changes))
         report["rollback"] = [] if args.skip_rollback else [
             _bad_canary(app, tmp, args.rps, k) for k in range(args.rounds)]
         report["load_average"] = os.getloadavg()
@@ -334,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--skip-rollback", action="store_true", help="weight changes only")
     bench.add_argument("--changes", type=int, default=12)
-    bench.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    bench.add_argument("--replicas", type=int, nargs="+", default=[1])
+    bench.add_argument("--surge", type=int, nargs="+", default=[0, 1],
+                       help="serving.surge_replicas values to compare (0 = the old behaviour)")
     args = parser.parse_args(argv)
     if args.cmd == "load":
         _load_main(args)

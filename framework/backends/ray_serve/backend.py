@@ -96,7 +96,12 @@ class ServeBackend:
         ctx.progress(f"deploying Serve application '{model_id}' (stable "
                      f"{user_config['slots']['stable']['version']}, candidate "
                      f"{(user_config['slots']['candidate'] or {}).get('version', '-')})")
-        traffic.deploy_app(cfg.app_config(model_id, args, user_config))
+        # A new candidate: the extra replica starts first, so while Serve reconfigures replicas
+        # one at a time to load the candidate, another replica keeps answering.
+        surge = current is not None and user_config is not current
+        if surge:
+            traffic.set_surge(model_id, True)
+        traffic.deploy_app(cfg.app_config(model_id, args, user_config, surge=surge))
         return self._record(step, ctx, args, user_config, version=str(model["version"]))
 
     def _promote(self, step: Any, ctx: RunContext) -> dict[str, Any]:
@@ -115,7 +120,7 @@ class ServeBackend:
         promoted = promote_candidate(current)
         if promoted != current:
             ctx.progress(f"promoting version {promoted['slots']['stable']['version']} to stable")
-            traffic.update_user_config(model_id, promoted)
+            traffic.update_user_config(model_id, promoted, surge=False)
         args = traffic.app_configs()[model_id]["args"]
         return self._record(step, ctx, args, promoted)
 

@@ -62,10 +62,14 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
     return args.model_dump(mode="json")
 
 
-def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any]) -> dict[str, Any]:
-    """One application of a ``ServeDeploySchema``: builder, args, and the ingress's options."""
+def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any],
+               surge: bool = False) -> dict[str, Any]:
+    """One application of a ``ServeDeploySchema``: builder, args, and the ingress's options.
+
+    ``surge``: with ``serving.surge_replicas`` extra replicas (a candidate is being rolled out).
+    """
     parsed = AppArgs.model_validate(args)
-    options = deployment_options(parsed)
+    options = deployment_options(parsed, surge)
     return {
         "name": model_id,
         "route_prefix": parsed.serving.route_prefix,

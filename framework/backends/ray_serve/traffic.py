@@ -20,6 +20,8 @@ from typing import Any
 from framework.errors import BackendError
 
 WAIT_S = 120.0
+#: How long an extra rollout replica may take to start before the rollout goes on without it.
+SURGE_WAIT_S = 60.0
 
 
 def _client() -> Any:
@@ -131,19 +133,25 @@ def check_user_config(user_config: dict[str, Any]) -> None:
         raise BackendError("user_config.config_version must be an integer that grows with every change.")
 
 
-def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float = WAIT_S) -> None:
+def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float = WAIT_S,
+                       surge: bool | None = None) -> None:
     """Replace ``model_id``'s ``user_config`` in place (``reconfigure()`` on live replicas).
 
     Args:
         model_id: the application name (``recipe.model_id``).
         user_config: the whole new document; ``config_version`` should increase with every change.
         wait_s: how long to wait for the application to be RUNNING again.
+        surge: True: run ``serving.surge_replicas`` extra replicas *before* the change (a rollout
+            in progress); False: back to the recipe's count *after* it (the rollout ended);
+            None: leave the replica count as it is.
 
     Raises:
         BackendError: the document is malformed, the app does not exist, or Serve refused or
             failed the change.
     """
     check_user_config(user_config)
+    if surge:
+        set_surge(model_id, True, wait_s)
     configs = app_configs()
     if model_id not in configs:
         raise BackendError(
@@ -152,6 +160,42 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
         )
     configs[model_id]["deployments"][0]["user_config"] = user_config
     apply_apps(configs, wait_for=model_id, wait_s=wait_s)
+    if surge is False:
+        set_surge(model_id, False, wait_s)
+
+
+def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> None:
+    """Scale ``model_id`` to the recipe's replicas plus ``serving.surge_replicas`` (on) or without.
+
+    Only the replica count changes, so live replicas keep answering. Turning it on returns once
+    the extra replicas run; when they cannot start (no room on the cluster) within
+    ``SURGE_WAIT_S``, the count goes back and the change proceeds without a surge: weight changes
+    then hold requests briefly instead of failing the rollout. Turning it off returns at once (the
+    remaining replicas answer while Serve drains the extra ones). No-op without the app.
+    """
+    from framework.serving.settings import parse_args, replica_options
+
+    configs = app_configs()
+    app = configs.get(model_id)
+    if app is None:
+        return
+    deployment = app["deployments"][0]
+    want = replica_options(parse_args(app["args"]).serving, on)
+    if {key: deployment.get(key) for key in want} == want:
+        return
+    base = {key: deployment.pop(key) for key in ("num_replicas", "autoscaling_config")
+            if key in deployment}
+    deployment.update(want)
+    if not on:
+        apply_apps(configs)
+        return
+    try:
+        apply_apps(configs, wait_for=model_id, wait_s=min(wait_s, SURGE_WAIT_S))
+    except BackendError:
+        for key in want:
+            deployment.pop(key)
+        deployment.update(base)
+        apply_apps(configs, wait_for=model_id, wait_s=wait_s)
 
 
 def deploy_app(app: dict[str, Any], wait_s: float = WAIT_S) -> None:

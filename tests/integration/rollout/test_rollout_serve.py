@@ -58,7 +58,8 @@ def fresh(app, tmp_path):
             "slots": {"stable": B.demo_slot(app["models"], "1"),
                       "candidate": B.demo_slot(app["models"], "2", **fault)},
             "candidate_weight": 0, "shadow_percent": 0,
-            "config_version": int(current["config_version"]) + 1})
+            "config_version": int(current["config_version"]) + 1},
+            surge=True)  # as serving.deploy loads a candidate
 
     promoter = FilePromoter(str(tmp_path / "registry.json"), champion="1")
     return {"reset": reset, "ws": tmp_path / "ws", "promoter": promoter, "tmp": tmp_path,
@@ -122,8 +123,15 @@ def test_blue_green_switch_under_load_fails_nothing(app, fresh):
     assert fresh["promoter"].champion == "2"
 
 
+def _replicas() -> int:
+    from framework.backends.ray_serve import traffic
+
+    return traffic.app_configs()["churn"]["deployments"][0]["num_replicas"]
+
+
 def test_healthy_canary_rises_to_100_and_moves_champion(app, fresh):
     fresh["reset"]()
+    assert _replicas() == 2  # the recipe's 1 + serving.surge_replicas while a candidate waits
     spec = _spec("canary", steps=[25, 50, 100], interval_s=2, failure_limit=2)
     records, final = _run(app, fresh, spec, rps=100, n=1400)
     assert final["status"] == "promoted", final["reason"]
@@ -133,6 +141,7 @@ def test_healthy_canary_rises_to_100_and_moves_champion(app, fresh):
     assert all(b - a >= spec.interval_s for a, b in zip(steps, steps[1:]))
     assert [r for r in records if r["status"] != 200] == []
     assert fresh["promoter"].champion == "2" and fresh["promoter"].tags == {}
+    assert _replicas() == 1  # the surge replica went with the promotion
 
 
 def test_bad_canary_rolls_back_in_time_with_errors_only_from_candidate(app, fresh):

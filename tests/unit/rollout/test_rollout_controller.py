@@ -21,6 +21,8 @@ def test_healthy_canary_rises_holds_each_step_and_promotes(world):
     state = ctl.run()
     assert state.status == "promoted"
     assert world.weights() == [5, 25, 50, 100, 0]  # the last update swaps slots
+    # the surge replica answers through every weight change and goes with the last update
+    assert world.serving.surges == [True, True, True, True, False]
     final = world.serving.current()
     assert final["slots"]["stable"]["version"] == "4" and final["slots"]["candidate"] is None
     steps = [r["ts"] for r in events(world, "step")] + [events(world, "promoted")[0]["ts"]]
@@ -44,6 +46,7 @@ def test_bad_canary_rolls_back_in_time_and_keeps_champion(make_world, bad):
     assert last["candidate_weight"] == 0 and last["shadow_percent"] == 0
     assert last["slots"]["stable"]["version"] == "3"
     assert world.weights() == [20, 0]
+    assert world.serving.surges == [True, False]
     assert world.promoter.champion == "3" and world.promoter.moves == []
     assert "failed analyses" in world.promoter.tags["4"]
     assert ("error rate" if bad.error_rate else "p99 latency") in state.reason
