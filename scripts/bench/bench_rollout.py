@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -314,7 +315,13 @@ def run_bench(args: argparse.Namespace) -> None:
         for replicas in args.replicas:
             for surge in args.surge:
                 app = deploy_demo_app(tmp / "data", tmp, port, replicas, surge)
-                report["weight_change"].append(_weight_changes(app, tmp, args.rps, args.changes))
+                rounds = [_weight_changes(app, tmp, args.rps, args.changes)
+                          for _ in range(args.rounds)]
+                report["weight_change"].append({
+                    "replicas": replicas, "surge_replicas": surge,
+                    "median_ratio": statistics.median(r["ratio"] for r in rounds),
+                    "median_control_ratio": statistics.median(r["control_ratio"] for r in rounds),
+                    "rounds": rounds})
         report["rollback"] = [] if args.skip_rollback else [
             _bad_canary(app, tmp, args.rps, k) for k in range(args.rounds)]
         report["load_average"] = os.getloadavg()
@@ -339,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("--ids", type=int, default=1000)
     bench = sub.add_parser("bench", help="rollback speed and p99 during weight changes")
     bench.add_argument("--rps", type=float, default=100)
-    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="rounds of each measurement (weight changes: the median ratio counts)")
     bench.add_argument("--skip-rollback", action="store_true", help="weight changes only")
     bench.add_argument("--changes", type=int, default=12)
     bench.add_argument("--replicas", type=int, nargs="+", default=[1])
