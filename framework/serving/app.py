@@ -136,11 +136,11 @@ class LoomPredictor:
         self._inflight += 1
         version, outcome = "none", "client_error"
         try:
-            self.keys.check(request.headers, None)
+            holder = self.keys.authenticate(request.headers)
             req = parse_predict(await read_json(request, self.args.serving.max_body_bytes),
                                 self.args.serving.max_instances)
             model_id = self._model_of(req, path_model)
-            self.keys.check(request.headers, model_id)
+            self.keys.authorize(holder, model_id)
             if model_id != self.args.model_id:
                 raise ApiError(404, f"Unknown model '{model_id}'. This endpoint serves "
                                     f"'{self.args.model_id}'; GET /v1/models lists it.")

@@ -67,8 +67,17 @@ class KeyRing:
 
     def check(self, headers: Any, model_id: str | None) -> str:
         """The key holder's name; ``ApiError`` 401 without a valid key, 403 when out of scope."""
+        holder = self.authenticate(headers)
+        self.authorize(holder, model_id)
+        return holder.name if holder is not None else "anonymous"
+
+    def authenticate(self, headers: Any) -> KeyRecord | None:
+        """The presented key's record (None with auth off); ``ApiError`` 401 without a valid key.
+
+        Hashes the key once per request: ``authorize`` then checks a model against the record.
+        """
         if not self.enabled:
-            return "anonymous"
+            return None
         presented = _presented_key(headers)
         if presented is None:
             raise ApiError(401, "An API key is required: send 'Authorization: Bearer <key>' "
@@ -76,9 +85,12 @@ class KeyRing:
         record = self._lookup(hash_key(presented))
         if record is None:
             raise ApiError(401, "The API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
-        if model_id is not None and not _in_scope(record, model_id):
+        return record
+
+    def authorize(self, holder: KeyRecord | None, model_id: str | None) -> None:
+        """``ApiError`` 403 when ``holder`` (from ``authenticate``) may not call ``model_id``."""
+        if holder is not None and model_id is not None and not _in_scope(holder, model_id):
             raise ApiError(403, f"This API key may not call model '{model_id}'.")
-        return record.name
 
     def _lookup(self, digest: str) -> KeyRecord | None:
         # Constant-time comparison so response timing does not leak hash prefixes.

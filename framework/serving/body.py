@@ -13,48 +13,66 @@ from framework.serving.problems import ApiError, validation_details
 from framework.serving.schemas import PredictRequest
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SCOPE_KEY = "loom.request_id"
 
 
 def request_id_of(request: Any) -> str:
-    """The request's id: a sane ``X-Request-ID`` header, else a new one, kept on ``request.state``."""
-    rid = getattr(request.state, "request_id", None)
+    """The request's id: a sane ``X-Request-ID`` header, else a new one, kept in the ASGI scope."""
+    scope = request.scope  # a plain dict: no attribute-miss exception on the hot path
+    rid = scope.get(_SCOPE_KEY)
     if rid is None:
         rid = _serve_request_id() or request.headers.get("x-request-id", "")
         rid = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
-        request.state.request_id = rid
+        scope[_SCOPE_KEY] = rid
     return rid
 
 
 def _serve_request_id() -> str:
     # The id Serve's proxy also returns in the x-request-id response header, so logs correlate.
+    global _serve_context
+    if _serve_context is None:
+        try:
+            from ray.serve.context import _get_serve_request_context as _serve_context
+        except ImportError:  # no Ray here
+            _serve_context = lambda: None  # noqa: E731
     try:
-        from ray.serve.context import _get_serve_request_context
-
-        return _get_serve_request_context().request_id or ""
+        return _serve_context().request_id or ""
     except Exception:  # outside a replica
         return ""
+
+
+_serve_context: Any = None
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+# One decoder for every request (``json.loads`` with a hook builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 async def read_json(request: Any, max_bytes: int) -> Any:
     """The parsed JSON body; ``ApiError`` 413 when too large, 415 for another type, 400 when not JSON."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
+    headers = request.headers
+    ctype = headers.get("content-type", "")
+    if ctype != "application/json" and ctype.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "Send the body as JSON with 'Content-Type: application/json'.")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > max_bytes:
             raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
-        chunks.append(chunk)
+        raw = await request.body()  # HTTP/1.1 framing: no more than the declared length arrives
+    else:  # chunked: count as it comes
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
     try:
-        return json.loads(b"".join(chunks), parse_constant=_reject_constant)
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ApiError(400, "The body is not valid JSON (NaN and Infinity are not allowed).") from exc
 

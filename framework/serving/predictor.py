@@ -45,6 +45,8 @@ class Predictor:
         self.labeler = Labeler(args.task, s.labels)
         self.cache = AnswerCache(s.cache.max_entries, s.cache.ttl_s) if s.cache.enabled else None
         self.slots = SlotTable()
+        self._entity_set = set(args.entity_keys)
+        self._all_string_keys = all(t == "string" for t in args.entity_keys.values())
         self.breakers: dict[str, CircuitBreaker] = {}
         self._reported: dict[str, str] = {}
         self.chain = [level.type for level in s.fallback]
@@ -104,6 +106,8 @@ class Predictor:
         return answers  # type: ignore[return-value]
 
     def _check_entities(self, entities: dict[str, Any]) -> None:
+        if entities.keys() == self._entity_set and self._all_string_keys:
+            return  # the usual request: exactly the join keys, all strings
         unknown = sorted(set(entities) - set(self.args.entity_keys))
         if unknown:
             raise ApiError(422, f"Unknown entity keys: {', '.join(unknown[:20])}; this model "
@@ -176,8 +180,11 @@ class Predictor:
                                [{"field": f"features.{n}", "message": "required"} for n in missing])
 
     async def _answer(self, todo, rows, complete, role, slot, table, instances, answers, started):
-        full = [j for j, row in enumerate(rows) if not missing_features(row, self.names)]
-        partial = [j for j in range(len(rows)) if j not in set(full)]
+        if complete:  # _rows already refused rows with missing features
+            full, partial = list(range(len(rows))), []
+        else:
+            full = [j for j, row in enumerate(rows) if not missing_features(row, self.names)]
+            partial = [j for j in range(len(rows)) if j not in set(full)]
         if full:
             vectors = [to_vector(rows[j], self.names) for j in full]
             result = await self._primary(role, slot, vectors, started)

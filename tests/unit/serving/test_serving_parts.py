@@ -159,6 +159,9 @@ class FakeRequest:
         for i in range(0, len(self._body), 1000):
             yield self._body[i:i + 1000]
 
+    async def body(self) -> bytes:
+        return self._body
+
 
 def _read(body: bytes, **kw):
     return asyncio.run(read_json(FakeRequest(body, **kw), max_bytes=5000))
