@@ -9,6 +9,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[dev]' && touch $@
+	$(PY) -m compileall -q framework >/dev/null  # editable installs leave no bytecode cache
 
 data: install
 	$(PY) scripts/make_data.py --out data

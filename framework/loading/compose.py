@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from framework.errors import CompositionError, Problem, RecipeError
 from framework.loading import hostile, provenance, sweeps
+from framework.loading.fastyaml import libyaml_loader
 from framework.loading.paths import SearchPath, display, resolve_recipe, template_dirs
 from framework.spec import Recipe, run_checks
 from framework.spec.checks import did_you_mean
@@ -113,7 +114,8 @@ def _compose(recipe_file: Path, search: SearchPath, overrides: list[str]) -> tup
     searchpath = "hydra.searchpath=[" + ",".join(f"file://{d}" for d in search.template_dirs) + "]"
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(recipe_file.parent), version_base="1.3"):
+        with libyaml_loader(), initialize_config_dir(config_dir=str(recipe_file.parent),
+                                                     version_base="1.3"):
             cfg = compose(recipe_file.stem, overrides=[*overrides, searchpath], return_hydra_config=True)
     except (HydraException, YAMLError, ValueError) as exc:
         raise CompositionError(_hydra_problem(exc, recipe_file, search),

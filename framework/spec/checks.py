@@ -6,7 +6,6 @@ A test asserts that every ``check_*`` in this module is in ``CHECKS``, so none i
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 
 from framework.errors import Problem
@@ -19,6 +18,8 @@ RESERVED_PORTS = {6379: "Ray GCS", 8265: "Ray dashboard", 10001: "Ray client", 5
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """'Valid: a, b, c. Did you mean 'b'?' for hints."""
+    import difflib  # only on the error path: validate stays fast
+
     options = sorted(set(options))
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     text = f"Valid: {', '.join(options)}." if options else "None are defined."
