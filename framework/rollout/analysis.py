@@ -202,7 +202,9 @@ def _agreement(
     by_id = {s["request_id"]: s.get("score") for s in stable if s.get("request_id") is not None}
     pairs = []
     for s in cand:
-        other = s.get("stable_score", by_id.get(s.get("request_id")))
+        other = s.get("stable_score")
+        if other is None:
+            other = by_id.get(s.get("request_id"))
         if s.get("ok", True) and s.get("score") is not None and other is not None:
             pairs.append((float(s["score"]) >= 0.5) == (float(other) >= 0.5))
     return (sum(pairs) / len(pairs) if pairs else None), len(pairs)

@@ -161,6 +161,13 @@ class RolloutController:
                     f"at {phase.address}, weight {phase.weight:g}%: {result.reason}"))
         elif result.verdict == "pass" and phase.gate == "pass" and held:
             return self._advance()
+        st.inconclusive = st.inconclusive + 1 if result.verdict == "inconclusive" else 0
+        limit = self.spec.analysis.max_inconclusive
+        if phase.gate == "pass" and limit and st.inconclusive >= limit:
+            return self._rollback("rolled_back", (
+                f"{st.inconclusive} analyses in a row at {phase.address}, weight "
+                f"{phase.weight:g}%, had too little traffic to judge ({result.reason}); raise the "
+                "traffic or lower rollout.analysis.min_requests, or set max_inconclusive: 0 to wait"))
         if phase.gate == "time" and held:
             return self._advance()
         self._save()
@@ -190,6 +197,7 @@ class RolloutController:
     def _enter_phase(self, index: int) -> RolloutState:
         st, now = self.state, self.clock.now()
         st.phase_index, st.phase_started_at, st.window_start = index, now, now
+        st.inconclusive = 0
         phase = self.phase
         # Decisions are logged before traffic moves, so a crash in between loses none of them.
         self._audit("step", phase=phase.address, weight=phase.weight,

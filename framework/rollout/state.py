@@ -39,6 +39,7 @@ class RolloutState:
     phase_started_at: float = 0.0
     window_start: float = 0.0
     failures: int = 0
+    inconclusive: int = 0  # analyses in a row without enough requests, in the current phase
     config_version: int = 0
     user_config: dict[str, Any] | None = None
     applied: bool = False

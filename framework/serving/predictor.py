@@ -187,8 +187,11 @@ class Predictor:
             partial = [j for j in range(len(rows)) if j not in set(full)]
         if full:
             vectors = [to_vector(rows[j], self.names) for j in full]
-            result = await self._primary(role, slot, vectors, started)
-            if result is None:
+            primary = await self._primary(role, slot, vectors, started)
+            scores = None
+            if primary is not None:
+                result, scores = primary
+            else:
                 result = await self._fallback(role, table, vectors, [rows[j] for j in full])
             for j, ans in zip(full, result):
                 answers[todo[j]] = ans
@@ -196,20 +199,23 @@ class Predictor:
                     inst = instances[todo[j]]
                     self.cache.put(cache_key(slot.version, inst.entities, inst.features), ans)
             if role == "stable" and table.wants_shadow(role, self.rng):
-                asyncio.get_running_loop().create_task(self._shadow(table.candidate, vectors))
+                asyncio.get_running_loop().create_task(self._shadow(table.candidate, vectors, scores))
         for j in partial:
             answers[todo[j]] = self._rule_or_default(rows[j])
 
-    async def _primary(self, role: str, slot: Slot, vectors, started) -> list[dict] | None:
+    async def _primary(self, role: str, slot: Slot, vectors,
+                       started) -> tuple[list[dict], list[float]] | None:
+        """The slot's answers and their scores; None when the model failed."""
         raw = await self._call_model(slot, vectors)
         latency = (time.perf_counter() - started) * 1000
         if raw is None:
             self.stats.record(slot.version, role, False, latency, None)
             return None
         out = [self._model_answer(r, slot.version) for r in raw]
-        for ans in out:
-            self.stats.record(slot.version, role, True, latency, ans.pop("_score"))
-        return out
+        scores = [ans.pop("_score") for ans in out]
+        for score in scores:
+            self.stats.record(slot.version, role, True, latency, score)
+        return out, scores
 
     async def _call_model(self, slot: Slot, vectors: list[list[float]]) -> Any | None:
         dependency = f"model:{slot.version}"
@@ -234,7 +240,10 @@ class Predictor:
                 "model_version": version, "degraded": level is not None, "fallback": level,
                 "cached": False, "_score": ans["score"]}
 
-    async def _shadow(self, candidate: Slot | None, vectors: list[list[float]]) -> None:
+    async def _shadow(self, candidate: Slot | None, vectors: list[list[float]],
+                      stable_scores: list[float] | None) -> None:
+        """The candidate answers the same rows off the request path; each sample keeps the
+        stable score it is compared with (None when the stable model did not answer)."""
         if candidate is None:
             return
         t0 = time.perf_counter()
@@ -243,8 +252,10 @@ class Predictor:
         if raw is None:
             self.stats.record(candidate.version, "shadow", False, latency, None)
             return
-        for r in raw:
-            self.stats.record(candidate.version, "shadow", True, latency, self.labeler.answer(r)["score"])
+        paired = stable_scores or [None] * len(raw)
+        for r, stable_score in zip(raw, paired):
+            self.stats.record(candidate.version, "shadow", True, latency,
+                              self.labeler.answer(r)["score"], stable_score)
 
     async def _fallback(self, role, table, vectors, rows) -> list[dict[str, Any]]:
         for level in self.chain:

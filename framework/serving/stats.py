@@ -93,11 +93,17 @@ class StatsRecorder:
         self._actor: Any = None
 
     def record(self, version: str, role: str, ok: bool, latency_ms: float,
-               score: float | None) -> None:
-        """Queue one sample; O(1), never raises into the request."""
+               score: float | None, stable_score: float | None = None) -> None:
+        """Queue one sample; O(1), never raises into the request.
+
+        ``stable_score``: for a shadow sample, the stable model's score for the same request.
+        """
         if self.enabled:
-            self._buffer.append({"ts": time.time(), "version": version, "role": role, "ok": ok,
-                                 "latency_ms": latency_ms, "score": score})
+            sample = {"ts": time.time(), "version": version, "role": role, "ok": ok,
+                      "latency_ms": latency_ms, "score": score}
+            if stable_score is not None:
+                sample["stable_score"] = stable_score
+            self._buffer.append(sample)
 
     def start(self) -> None:
         """Start the shipping loop on the running event loop (idempotent)."""

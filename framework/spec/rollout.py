@@ -27,6 +27,11 @@ class Analysis(Spec):
     min_requests: int = Field(
         default=50, ge=1, description="Candidate requests needed in an interval before judging it."
     )
+    max_inconclusive: int = Field(
+        default=10, ge=0,
+        description="Intervals in a row too quiet to judge (fewer than min_requests) before the "
+        "rollout is rolled back instead of waiting at its step; 0 = wait for traffic forever.",
+    )
 
 
 class Direct(Spec):

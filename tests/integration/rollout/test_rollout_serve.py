@@ -120,6 +120,7 @@ def test_blue_green_switch_under_load_fails_nothing(app, fresh):
     shadow = [a for a in final["last_analyses"] if a["candidate_role"] == "shadow"] or \
         [a for a in _analyses(fresh) if a["candidate_role"] == "shadow"]
     assert shadow and shadow[0]["n_candidate"] >= 20 and shadow[0]["psi"] is not None
+    assert shadow[0]["n_pairs"] >= 20 and 0 <= shadow[0]["agreement"] <= 1  # with blue, per request
     assert fresh["promoter"].champion == "2"
 
 

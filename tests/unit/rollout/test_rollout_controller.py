@@ -56,12 +56,22 @@ def test_bad_canary_rolls_back_in_time_and_keeps_champion(make_world, bad):
 
 def test_inconclusive_windows_do_not_advance_or_fail(make_world):
     world = make_world(rps=2.0)  # about 1 candidate request per 10 s window at 5%
-    ctl = world.start(canary_spec())
+    ctl = world.start(canary_spec(analysis={"min_requests": 20, "max_inconclusive": 0}))
     ctl.run(should_stop=lambda: world.clock.now() > 1_000_000 + 120)
     assert ctl.state.status == RUNNING and ctl.state.phase_index == 0
     assert ctl.state.failures == 0 and world.weights() == [5]
     verdicts = {r["verdict"] for r in events(world, "analysis")}
     assert verdicts == {"inconclusive"}
+
+
+def test_too_many_quiet_windows_in_a_row_roll_back(make_world):
+    world = make_world(rps=2.0)
+    spec = canary_spec(analysis={"min_requests": 20, "max_inconclusive": 3})
+    state = world.start(spec).run()
+    assert state.status == "rolled_back" and world.weights() == [5, 0]
+    assert "3 analyses in a row" in state.reason and "too little traffic" in state.reason
+    assert len(events(world, "analysis")) == 3 and state.failures == 0
+    assert world.promoter.champion == "3" and "too little traffic" in world.promoter.tags["4"]
 
 
 def test_blue_green_shadows_switches_bakes_and_retires_blue(world):

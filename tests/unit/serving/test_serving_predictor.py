@@ -203,3 +203,7 @@ def test_shadow_traffic_is_recorded_never_returned(models, sample_data):
     assert ans["model_version"] == "1"
     roles = {(s["role"], s["version"]) for s in stats._buffer}
     assert roles == {("stable", "1"), ("shadow", "2")}
+    # the shadow sample carries the stable answer's score, so agreement can be judged per request
+    (stable,) = [s for s in stats._buffer if s["role"] == "stable"]
+    (shadow,) = [s for s in stats._buffer if s["role"] == "shadow"]
+    assert shadow["stable_score"] == stable["score"] and shadow["score"] != stable["score"]
