@@ -99,8 +99,11 @@ class ServeBackend:
         # A new candidate: the extra replica starts first, so while Serve reconfigures replicas
         # one at a time to load the candidate, another replica keeps answering.
         surge = current is not None and user_config is not current
-        if surge:
-            traffic.set_surge(model_id, True)
+        if surge and not traffic.set_surge(model_id, True):
+            ctx.progress(f"note: no room on the cluster for serving.surge_replicas more replicas of "
+                         f"'{model_id}' within {traffic.SURGE_WAIT_S:g} s; going on without them "
+                         "(each weight change then holds requests for ~0.1 s)")
+            surge = False
         traffic.deploy_app(cfg.app_config(model_id, args, user_config, surge=surge))
         return self._record(step, ctx, args, user_config, version=str(model["version"]))
 

@@ -169,7 +169,7 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
         set_surge(model_id, False, wait_s)
 
 
-def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> None:
+def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
     """Scale ``model_id`` to the recipe's replicas plus ``serving.surge_replicas`` (on) or without.
 
     Only the replica count changes, so live replicas keep answering. Turning it on returns once
@@ -177,23 +177,30 @@ def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> None:
     ``SURGE_WAIT_S``, the count goes back and the change proceeds without a surge: weight changes
     then hold requests briefly instead of failing the rollout. Turning it off returns at once (the
     remaining replicas answer while Serve drains the extra ones). No-op without the app.
+
+    Returns:
+        False when the extra replicas were wanted but could not start; True otherwise.
     """
     from framework.serving.settings import parse_args, replica_options
 
+    if not on:
+        _NO_ROOM.discard(model_id)
     configs = app_configs()
     app = configs.get(model_id)
     if app is None:
-        return
+        return True
     deployment = app["deployments"][0]
     want = replica_options(parse_args(app["args"]).serving, on)
     if {key: deployment.get(key) for key in want} == want:
-        return
+        return True
     base = {key: deployment.pop(key) for key in ("num_replicas", "autoscaling_config")
             if key in deployment}
     deployment.update(want)
     if not on:
         apply_apps(configs)
-        return
+        return True
+    if model_id in _NO_ROOM:  # tried in this process already: do not wait again at every step
+        return False
     try:
         apply_apps(configs, wait_for=model_id, wait_s=min(wait_s, SURGE_WAIT_S))
     except BackendError:
@@ -201,6 +208,13 @@ def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> None:
             deployment.pop(key)
         deployment.update(base)
         apply_apps(configs, wait_for=model_id, wait_s=wait_s)
+        _NO_ROOM.add(model_id)
+        return False
+    return True
+
+
+#: Models whose extra rollout replicas could not start, until their rollout ends (per process).
+_NO_ROOM: set[str] = set()
 
 
 def deploy_app(app: dict[str, Any], wait_s: float = WAIT_S) -> None:

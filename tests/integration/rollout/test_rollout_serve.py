@@ -257,3 +257,39 @@ def test_a_second_rollout_while_one_runs_is_refused_then_superseded(app, fresh):
     from framework.backends.ray_serve import traffic
 
     assert traffic.current_user_config("churn")["candidate_weight"] == 0
+
+
+def test_without_room_for_the_surge_replica_the_change_goes_on_without_it(app, sample_data,
+                                                                         tmp_path, monkeypatch):
+    from framework.backends.ray_serve import config as cfg
+    from framework.backends.ray_serve import traffic
+
+    # One replica of 1.2 CPU fits beside the churn app on the 2-CPU test cluster; a second does not.
+    monkeypatch.setattr(traffic, "SURGE_WAIT_S", 3.0)
+    recipe = B.compose_recipe(["++serving.num_cpus_per_replica=1.2", "++serving.route_prefix=/tight",
+                               "serving.cache.enabled=false"])
+    models = {"1": app["models"]["1"], "2": app["models"]["2"]}
+    features = {"type": "memory", "path": str(sample_data / "churn" / "features.parquet"),
+                "timestamp_field": "event_timestamp"}
+    args = cfg.app_args(recipe, tmp_path, features=features, stats=False)
+    user_config = {"slots": {"stable": B.demo_slot(models, "1"), "candidate": None},
+                   "candidate_weight": 0, "shadow_percent": 0, "config_version": 1}
+    app_config = cfg.app_config("tight", args, user_config)
+    traffic.deploy_app(app_config)
+    try:
+        started = time.monotonic()
+        assert traffic.set_surge("tight", True) is False
+        assert traffic.app_status("tight")[0] == "RUNNING"
+        assert traffic.app_configs()["tight"]["deployments"][0]["num_replicas"] == 1
+        again = time.monotonic()
+        assert traffic.set_surge("tight", True) is False  # remembered: no second wait
+        assert time.monotonic() - again < 1.0 <= again - started
+        traffic.update_user_config("tight", {**user_config, "candidate_weight": 0,
+                                             "slots": {**user_config["slots"],
+                                                       "candidate": B.demo_slot(models, "2")},
+                                             "config_version": 2}, surge=True)
+        live = traffic.current_user_config("tight")
+        assert live["slots"]["candidate"]["version"] == "2"  # the change itself went through
+    finally:
+        traffic.set_surge("tight", False)
+        traffic.delete_app("tight")
