@@ -1,7 +1,5 @@
 """Building blocks of the recipe language: the strict base model, names, secrets, workspace paths."""
 
-from __future__ import annotations
-
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any

@@ -4,8 +4,6 @@ Each check takes a validated Recipe and returns the problems it finds (path, val
 A test asserts that every ``check_*`` in this module is in ``CHECKS``, so none is silently skipped.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterable
 
 from framework.errors import Problem

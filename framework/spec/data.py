@@ -1,7 +1,5 @@
 """The ``data`` section: named source tables (parquet or CSV files) with their event timestamps."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The ``env`` section: where Loom keeps its state and which Ray it talks to."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
 from framework.spec.base import ENV_DRIVEN, Spec

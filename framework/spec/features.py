@@ -1,7 +1,5 @@
 """The ``features`` section: entities, feature views, the model's feature service and the stores."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The ``monitoring`` section: metrics, drift thresholds and alert rules."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field

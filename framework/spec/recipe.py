@@ -1,7 +1,5 @@
 """The whole recipe: one model's data, features, training, registry, serving, rollout and monitoring."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field

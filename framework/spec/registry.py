@@ -1,7 +1,5 @@
 """The ``registry`` section: where trained models are tracked and how their aliases are named."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
 from framework.spec.base import ENV_DRIVEN, Name, Spec

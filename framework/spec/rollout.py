@@ -1,7 +1,5 @@
 """The ``rollout`` section: how a new model version replaces the one in production."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """The ``serving`` section: the Ray Serve application that answers prediction requests."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

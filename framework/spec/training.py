@@ -1,7 +1,5 @@
 """The ``training`` section: label, split, model, scaling, tuning and quality gates."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field

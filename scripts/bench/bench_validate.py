@@ -41,6 +41,15 @@ def timed(cmd: list[str], runs: int) -> list[float]:
     return out
 
 
+def interleaved(cases: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """One run of every case in turn, ``runs`` times: drifting machine load hits every case alike."""
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, cmd in cases.items():
+            results[name].extend(timed(cmd, 1))
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=15)
@@ -55,7 +64,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "framework")], check=True,
                    capture_output=True)
     timed(cases["loom validate"], 2)  # warm the file cache
-    results = {name: timed(cmd, args.runs) for name, cmd in cases.items()}
+    results = interleaved(cases, args.runs)
     base = statistics.median(results["bare hydra compose"])
     print(f"{'case':<20} {'median s':>9} {'p90 s':>7} {'ratio':>6}")
     for name, samples in results.items():
