@@ -308,7 +308,9 @@ class RolloutController:
     def _set_desired(self, config: dict[str, Any]) -> None:
         st = self.state
         st.config_version += 1
-        st.user_config = {**config, "config_version": st.config_version}
+        # Replicas keep per-request samples only while the rollout runs and judges them.
+        st.user_config = {**config, "config_version": st.config_version,
+                          "record_samples": st.running}
         st.applied = False
         self._save()
         self._reconcile()

@@ -87,9 +87,10 @@ class FakeServing:
         slots = cfg["slots"]
         base = rng.betavariate(2, 5)
         cand = slots.get("candidate")
+        record = bool(cfg.get("record_samples", False))  # as replicas: only when asked to
         if cand and rng.random() * 100 < float(cfg.get("candidate_weight", 0)):
-            return [self._sample(rng, ts, cand, "candidate", base, i)]
-        samples = [self._sample(rng, ts, slots["stable"], "stable", base, i)]
+            return [self._sample(rng, ts, cand, "candidate", base, i)] if record else []
+        samples = [self._sample(rng, ts, slots["stable"], "stable", base, i)] if record else []
         if cand and rng.random() * 100 < float(cfg.get("shadow_percent", 0)):
             samples.append(self._sample(rng, ts, cand, "shadow", base, i))
         return samples

@@ -187,7 +187,7 @@ class Predictor:
             partial = [j for j in range(len(rows)) if j not in set(full)]
         if full:
             vectors = [to_vector(rows[j], self.names) for j in full]
-            primary = await self._primary(role, slot, vectors, started)
+            primary = await self._primary(role, slot, vectors, started, table.record_samples)
             scores = None
             if primary is not None:
                 result, scores = primary
@@ -203,18 +203,24 @@ class Predictor:
         for j in partial:
             answers[todo[j]] = self._rule_or_default(rows[j])
 
-    async def _primary(self, role: str, slot: Slot, vectors,
-                       started) -> tuple[list[dict], list[float]] | None:
-        """The slot's answers and their scores; None when the model failed."""
+    async def _primary(self, role: str, slot: Slot, vectors, started,
+                       record: bool) -> tuple[list[dict], list[float]] | None:
+        """The slot's answers and their scores; None when the model failed.
+
+        ``record``: keep a sample per answer for the rollout controller (``record_samples`` in
+        ``user_config``, set only while a rollout runs: nobody reads them otherwise).
+        """
         raw = await self._call_model(slot, vectors)
         latency = (time.perf_counter() - started) * 1000
         if raw is None:
-            self.stats.record(slot.version, role, False, latency, None)
+            if record:
+                self.stats.record(slot.version, role, False, latency, None)
             return None
         out = [self._model_answer(r, slot.version) for r in raw]
         scores = [ans.pop("_score") for ans in out]
-        for score in scores:
-            self.stats.record(slot.version, role, True, latency, score)
+        if record:
+            for score in scores:
+                self.stats.record(slot.version, role, True, latency, score)
         return out, scores
 
     async def _call_model(self, slot: Slot, vectors: list[list[float]]) -> Any | None:

@@ -51,6 +51,7 @@ class SlotTable:
     candidate_weight: float = 0.0
     shadow_percent: float = 0.0
     config_version: int = 0
+    record_samples: bool = False  # a rollout's controller reads per-request samples meanwhile
     _boosters: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def apply(self, user_config: dict[str, Any]) -> set[str]:
@@ -73,6 +74,7 @@ class SlotTable:
         self.candidate_weight = float(user_config.get("candidate_weight", 0) or 0)
         self.shadow_percent = float(user_config.get("shadow_percent", 0) or 0)
         self.config_version = int(user_config.get("config_version", 0) or 0)
+        self.record_samples = bool(user_config.get("record_samples", False))
         live = {s.version for s in (self.stable, self.candidate, self.previous) if s is not None}
         self._boosters = {k: v for k, v in self._boosters.items() if k[0] in live}
         return live

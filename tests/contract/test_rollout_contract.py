@@ -93,11 +93,11 @@ def harness(request):
     return ServeHarness(request.getfixturevalue("serve_app"))
 
 
-def _config(h, weight: float, shadow: float) -> dict[str, Any]:
+def _config(h, weight: float, shadow: float, record: bool = True) -> dict[str, Any]:
     current = h.setter.current()
     return {"slots": {"stable": h.slot("1"), "candidate": h.slot("2")},
             "candidate_weight": weight, "shadow_percent": shadow,
-            "config_version": int(current["config_version"]) + 1}
+            "config_version": int(current["config_version"]) + 1, "record_samples": record}
 
 
 def test_set_is_what_current_reads_back(harness):
@@ -120,6 +120,13 @@ def test_samples_have_the_contract_shape_and_follow_the_weights(harness):
     share = sum(s["role"] == "candidate" for s in samples) / len(samples)
     assert 0.3 < share < 0.7
     assert harness.source.window(start - 3600, start - 3000) == []
+
+
+def test_answers_leave_no_samples_unless_a_rollout_asks_for_them(harness):
+    harness.setter.set(_config(harness, 50, 0, record=False))
+    start = harness.now()
+    harness.traffic(100)
+    assert harness.source.window(start, harness.now()) == []
 
 
 def test_weight_zero_with_shadow_sends_no_live_candidate_answers(harness):

@@ -9,7 +9,8 @@ The ``user_config`` document (the contract with the rollout controller)::
 
     {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"]},
                "candidate": null | {...}[, "previous": {...}]},
-     "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int}
+     "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int,
+     "record_samples": bool (per-request samples for the rollout controller; default false)}
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def check_user_config(user_config: dict[str, Any]) -> None:
         value = user_config.get(key, 0)
         if not isinstance(value, (int, float)) or not 0 <= value <= 100:
             raise BackendError(f"user_config.{key}: Got {value!r}. It is a percent, 0..100.")
+    if not isinstance(user_config.get("record_samples", False), bool):
+        raise BackendError("user_config.record_samples must be true or false.")
     if not isinstance(user_config.get("config_version", 0), int):
         raise BackendError("user_config.config_version must be an integer that grows with every change.")
 

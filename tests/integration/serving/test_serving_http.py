@@ -236,7 +236,7 @@ def test_a_failing_primary_degrades_opens_the_circuit_and_one_probe_closes_it(ap
     started = time.time()
     cv = _models(app)["config_version"]
     _set_user_config({"stable": _slot(app, "2", error_rate=1.0), "candidate": None,
-                      "previous": _slot(app, "1")}, cv + 1)
+                      "previous": _slot(app, "1")}, cv + 1, record_samples=True)
     _wait_for(lambda: _models(app)["stable"]["fault"]["error_rate"] == 1.0)
     answers = [_predict(app, {"model_id": "churn", "entities": {"customer_id": f"C000{500 + i}"}})
                for i in range(5)]

@@ -23,6 +23,8 @@ def test_healthy_canary_rises_holds_each_step_and_promotes(world):
     assert world.weights() == [5, 25, 50, 100, 0]  # the last update swaps slots
     # the surge replica answers through every weight change and goes with the last update
     assert world.serving.surges == [True, True, True, True, False]
+    # replicas keep samples while the rollout judges them, and stop with its last update
+    assert [c["record_samples"] for _, c in world.serving.updates] == [True] * 4 + [False]
     final = world.serving.current()
     assert final["slots"]["stable"]["version"] == "4" and final["slots"]["candidate"] is None
     steps = [r["ts"] for r in events(world, "step")] + [events(world, "promoted")[0]["ts"]]
@@ -50,8 +52,9 @@ def test_bad_canary_rolls_back_in_time_and_keeps_champion(make_world, bad):
     assert world.promoter.champion == "3" and world.promoter.moves == []
     assert "failed analyses" in world.promoter.tags["4"]
     assert ("error rate" if bad.error_rate else "p99 latency") in state.reason
-    later = world.serving.window(rollback_at + 1, rollback_at + 30)
-    assert later and all(s["role"] == "stable" and s["ok"] for s in later)
+    # the rollout is over: replicas stop keeping samples (stable answers everything, weight 0)
+    assert last["record_samples"] is False
+    assert world.serving.window(rollback_at + 1, rollback_at + 30) == []
 
 
 def test_inconclusive_windows_do_not_advance_or_fail(make_world):

@@ -137,6 +137,9 @@ def test_candidate_weight_routes_traffic_and_samples_record_roles(models, sample
     p.reconfigure(_config(models, candidate="2", weight=100, cv=2))
     (ans,) = _ask(p, {"entities": {"customer_id": "C000004"}})
     assert ans["model_version"] == "2"
+    assert not stats._buffer  # no rollout asked for samples: none kept
+    p.reconfigure({**_config(models, candidate="2", weight=100, cv=3), "record_samples": True})
+    (ans,) = _ask(p, {"entities": {"customer_id": "C000004"}})
     store = StatsStore(capacity=10)
     store.add(list(stats._buffer))
     (sample,) = store.window(0, float("inf"))
@@ -191,7 +194,7 @@ def test_shadow_traffic_is_recorded_never_returned(models, sample_data):
     stats = StatsRecorder("churn", enabled=True)
     p, _ = _predictor(models, sample_data, serving={"cache": {"enabled": False}}, stats=stats)
     config = _config(models, candidate="2", weight=0, cv=2)
-    p.reconfigure({**config, "shadow_percent": 100})
+    p.reconfigure({**config, "shadow_percent": 100, "record_samples": True})
 
     async def ask_and_let_shadow_run():
         answers = await p.predict([Instance(entities={"customer_id": "C000011"})])
