@@ -39,18 +39,15 @@ def latest_features(data_dir: Path):
 
 
 def train_booster(data_dir: Path, out: Path, rounds: int = 8, depth: int = 3, seed: int = 0) -> Path:
-    """A tiny XGBoost churn model trained in-process and saved as UBJ."""
-    import pandas as pd
-    import xgboost
+    """A tiny XGBoost churn model trained in-process and saved as UBJ (the rollout benchmark's)."""
+    import sys
 
-    feats = latest_features(data_dir)
-    labels = pd.read_parquet(data_dir / "churn" / "labels.parquet")
-    frame = feats.merge(labels[["customer_id", "churned"]], on="customer_id")
-    dtrain = xgboost.DMatrix(frame[FEATURES].astype("float32"), label=frame["churned"])
-    booster = xgboost.train({"objective": "binary:logistic", "max_depth": depth, "seed": seed,
-                             "nthread": 1}, dtrain, num_boost_round=rounds)
-    booster.save_model(str(out))
-    return out
+    bench = str(ROOT / "scripts" / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import bench_rollout
+
+    return bench_rollout.train_booster(data_dir, out, rounds, depth, seed)
 
 
 def free_port() -> int:
