@@ -158,18 +158,18 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
             failed the change.
     """
     check_user_config(user_config)
-    if surge:
-        set_surge(model_id, True, wait_s)
     configs = app_configs()
     if model_id not in configs:
         raise BackendError(
             f"No Serve application '{model_id}' to reconfigure; deploy it first with "
             "`loom launch recipe=...`."
         )
+    if surge:
+        _scale(configs, model_id, True, wait_s)
     configs[model_id]["deployments"][0]["user_config"] = user_config
     apply_apps(configs, wait_for=model_id, wait_s=wait_s)
     if surge is False:
-        set_surge(model_id, False, wait_s)
+        _scale(configs, model_id, False, wait_s)
 
 
 def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
@@ -184,11 +184,17 @@ def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
     Returns:
         False when the extra replicas were wanted but could not start; True otherwise.
     """
+    return _scale(app_configs(), model_id, on, wait_s)
+
+
+def _scale(configs: dict[str, dict[str, Any]], model_id: str, on: bool, wait_s: float) -> bool:
+    """``set_surge`` on ``configs`` (every declarative app, as fetched), which it keeps current."""
     from framework.serving.settings import parse_args, replica_options
 
     if not on:
         _NO_ROOM.discard(model_id)
-    configs = app_configs()
+    elif model_id in _NO_ROOM:  # tried in this process already: do not wait again at every step
+        return False
     app = configs.get(model_id)
     if app is None:
         return True
@@ -202,8 +208,6 @@ def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
     if not on:
         apply_apps(configs)
         return True
-    if model_id in _NO_ROOM:  # tried in this process already: do not wait again at every step
-        return False
     try:
         apply_apps(configs, wait_for=model_id, wait_s=min(wait_s, SURGE_WAIT_S))
     except BackendError:
