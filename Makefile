@@ -3,13 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_DATA_DISABLE_PROGRESS_BARS=1 RAY_TRAIN_ENABLE_PRINT_PATCH=0 MLFLOW_DISABLE_TELEMETRY=true
 
-.PHONY: install data demo test test-unit lint bench schema clean
+.PHONY: install lock data demo test test-unit lint bench schema clean
 
+# Every dependency at the exact version of scripts/constraints.txt (a known-green environment).
 install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/constraints.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]' && touch $@
+	$(VENV)/bin/pip install -q -c scripts/constraints.txt -e '.[dev]' && touch $@
 	$(PY) -m compileall -q framework >/dev/null  # editable installs leave no bytecode cache
+
+lock:
+	bash scripts/lock.sh
 
 data: install
 	$(PY) scripts/make_data.py --out data

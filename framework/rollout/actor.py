@@ -1,10 +1,11 @@
 """The detached Ray actor that runs a model's rollout controller, and the calls the CLI makes.
 
-``start`` decides the first phase in the calling process (so errors reach the CLI), then hands the
-rollout to an actor named ``loom-rollout-<model_id>`` (namespace ``loom``, lifetime detached,
-0.01 CPU) that resumes it from the state file and ticks it until it ends; Ray restarts the actor
-if its process dies, and the restarted one resumes the same way. ``status`` and ``wait`` read
-files only and work without Ray.
+``start`` checks in the calling process that a rollout may begin, then creates an actor named
+``loom-rollout-<model_id>`` (namespace ``loom``, lifetime detached, 0.01 CPU) and asks it to begin:
+the actor itself enters the first phase and ticks from that moment on, so no window is lost to a
+hand-over between processes (errors still reach the caller through ``ray.get``). Ray restarts the
+actor if its process dies; the restarted one resumes from the state file. ``status`` and ``wait``
+read files only and work without Ray.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from framework.errors import BackendError, LoomError
+from framework.errors import BackendError, LoomError, StateError
 from framework.rollout.controller import RolloutController, Superseded
+from framework.rollout.guard import live_slots, retire_running
 from framework.rollout.phases import RolloutSpec
 from framework.rollout.state import TERMINAL, StateStore
 from framework.rollout.status import status
@@ -26,6 +28,9 @@ ACTOR_CPU = 0.01
 #: arriving later is left out of its window, which costs a few samples, never a wrong verdict).
 SAMPLE_LAG_S = 1.1
 EXIT_GRACE_S = 2.0
+#: A controller actor with no rollout to run (restarted after its rollout ended, or never begun)
+#: exits after this long, freeing its name.
+IDLE_EXIT_S = 30.0
 Ports = Callable[[], dict[str, Any]]
 
 
@@ -35,29 +40,64 @@ def actor_name(model_id: str) -> str:
 
 
 class ControllerRunner:
-    """The actor's body: resumes the saved rollout and ticks it in a thread until it ends."""
+    """The actor's body: begins a rollout (``begin``) or resumes the saved one, and ticks it.
+
+    Ray re-runs ``__init__`` with the same arguments when it restarts the actor, so the
+    constructor only ever resumes; a new rollout begins through ``begin``.
+    """
 
     def __init__(self, workspace: str, model_id: str, ports: Ports, poll_s: float = 0.2,
                  sample_lag_s: float = SAMPLE_LAG_S) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._poll_s = poll_s
-        self.ctl = RolloutController.resume(StateStore(workspace, model_id),
-                                            sample_lag_s=sample_lag_s, **ports())
-        self._thread = threading.Thread(target=self._loop, name="loom-rollout", daemon=True)
-        self._thread.start()
+        self._workspace, self._model_id, self._ports = workspace, model_id, ports
+        self._poll_s, self._sample_lag_s = poll_s, sample_lag_s
+        self.ctl: RolloutController | None = None
+        store = StateStore(workspace, model_id)
+        saved = store.load()
+        if saved is not None and saved.running:
+            self.ctl = RolloutController.resume(store, sample_lag_s=sample_lag_s, **ports())
+            self._tick_in_background()
+        else:
+            threading.Thread(target=self._exit_if_idle, name="loom-rollout-idle",
+                             daemon=True).start()
+
+    def begin(self, spec: dict[str, Any], supersede: bool = False) -> dict[str, Any]:
+        """Start a rollout of the app's candidate slot here and tick it; returns its state.
+
+        Raises:
+            StateError: a rollout of the model is running and ``supersede`` is False.
+            BackendError: the app has no candidate slot loaded.
+        """
+        with self._lock:
+            if self.ctl is not None:
+                raise BackendError(f"the controller of {self._model_id!r} already runs a rollout.")
+            self.ctl = RolloutController.start(
+                StateStore(self._workspace, self._model_id), RolloutSpec.from_dict(spec),
+                supersede=supersede, sample_lag_s=self._sample_lag_s, **self._ports())
+            self._tick_in_background()
+            return self.ctl.state.to_dict()
+
+    def _tick_in_background(self) -> None:
+        threading.Thread(target=self._loop, name="loom-rollout", daemon=True).start()
+
+    def _exit_if_idle(self) -> None:
+        if not self._stop.wait(IDLE_EXIT_S) and self.ctl is None:
+            _exit_this_actor()
 
     def _loop(self) -> None:
+        ctl = self.ctl
+        assert ctl is not None
         while not self._stop.is_set():
             with self._lock:
-                if self.ctl.done:
+                if ctl.done:
                     break
                 try:
-                    busy = self.ctl.tick_safely()
+                    busy = ctl.tick_safely()
                 except Superseded:
                     break
             if not busy:
-                self._stop.wait(self.ctl.backoff(self._poll_s))
+                self._stop.wait(ctl.backoff(self._poll_s))
         # Linger a moment so the reply to a command that just ended the rollout gets out first.
         if not self._stop.wait(EXIT_GRACE_S):
             _exit_this_actor()
@@ -65,12 +105,14 @@ class ControllerRunner:
     def command(self, name: str, reason: str) -> dict[str, Any]:
         """Run ``promote``, ``abort`` or ``rollback`` between two ticks; returns the new state."""
         with self._lock:
+            if self.ctl is None:
+                raise StateError(f"no rollout of {self._model_id!r} runs; nothing to {name}.")
             return _command(self.ctl, name, reason).to_dict()
 
-    def state(self) -> dict[str, Any]:
-        """The controller's state as it holds it now."""
+    def state(self) -> dict[str, Any] | None:
+        """The controller's state as it holds it now (None before a rollout begins)."""
         with self._lock:
-            return self.ctl.state.to_dict()
+            return None if self.ctl is None else self.ctl.state.to_dict()
 
     def stop(self) -> None:
         """Stop ticking (the rollout stays as it is; a new actor resumes it)."""
@@ -121,11 +163,23 @@ def start(workspace: Path | str, model_id: str, spec: RolloutSpec, ports: Ports,
     """
     _require_ray()
     store = StateStore(workspace, model_id)
+    deps = ports()
+    _, candidate = live_slots(deps["setter"].current(), model_id)  # no candidate: say so here
+    if not supersede:
+        retire_running(store, candidate["version"], False, deps["clock"].now())  # raises if busy
+    # The old controller (running, or idle) must not write after the new one starts, and its
+    # name must be free; its rollout is marked superseded first, so the new actor does not
+    # resume it.
+    _stop_actor(model_id)
     if supersede:
-        _stop_actor(model_id)  # the old controller must not write after the new one starts
-    RolloutController.start(store, spec, supersede=supersede, sample_lag_s=sample_lag_s, **ports())
-    _stop_actor(model_id)  # an idle actor of a finished rollout, if one is left
-    _launch(workspace, model_id, ports, poll_s, sample_lag_s)
+        with store.lock():
+            retire_running(store, candidate["version"], True, deps["clock"].now())
+    handle = _launch(workspace, model_id, ports, poll_s, sample_lag_s)
+    try:
+        _call(handle.begin.remote(spec.to_dict(), supersede), model_id)
+    except LoomError:
+        _stop_actor(model_id)
+        raise
     return status(workspace, model_id)
 
 
@@ -188,16 +242,14 @@ def _run_command(workspace: Path | str, model_id: str, ports: Ports, name: str,
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
+    from ray.exceptions import RayActorError
+
     _require_ray()
     handle = _get_actor(model_id)
     if handle is not None:
         try:
-            ray.get(handle.command.remote(name, reason))
+            _call(handle.command.remote(name, reason), model_id, actor_errors=False)
             return status(workspace, model_id)
-        except RayTaskError as exc:
-            if isinstance(exc.cause, LoomError):
-                raise exc.cause from None
-            raise BackendError(f"rollout controller of {model_id!r} failed: {exc.cause}") from exc
         except RayActorError:  # it exited meanwhile: done already, or decide here instead
             st = StateStore(workspace, model_id).load()
             if st is not None and not st.running and st.reason == reason:
@@ -206,6 +258,29 @@ def _run_command(workspace: Path | str, model_id: str, ports: Ports, name: str,
     ctl = RolloutController.resume(StateStore(workspace, model_id), **ports())
     _command(ctl, name, reason)
     return status(workspace, model_id)
+
+
+def _call(ref: Any, model_id: str, actor_errors: bool = True) -> Any:
+    """``ray.get`` of a controller call; Loom errors raised inside come out as themselves.
+
+    Raises:
+        LoomError: what the controller raised; BackendError for anything else it raised, and
+            (``actor_errors``) when the actor died before it answered.
+    """
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        if isinstance(exc.cause, LoomError):
+            raise exc.cause from None
+        raise BackendError(f"rollout controller of {model_id!r} failed: {exc.cause}") from exc
+    except RayActorError as exc:
+        if not actor_errors:
+            raise
+        raise BackendError(f"the rollout controller of {model_id!r} died before it answered: "
+                           f"{exc}. See `loom rollout status`.") from exc
 
 
 def _launch(workspace: Path | str, model_id: str, ports: Ports, poll_s: float,

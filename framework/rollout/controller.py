@@ -327,9 +327,16 @@ class RolloutController:
         desired = st.user_config or {}
         requested_at = self.clock.now()
         self.setter.set(copy.deepcopy(desired), surge=st.running)
+        live_at = self.clock.now()
         st.applied = True
+        if st.running:
+            # The phase's traffic is live only now: its windows and hold count from here, so a
+            # slow update (a surge replica starting) never shortens the first window.
+            st.phase_started_at = st.window_start = live_at
+            self._peeked = -1.0
         self._save()
         self._audit("traffic", config_version=st.config_version, requested_at=requested_at,
+                    live_at=live_at,
                     weight=desired.get("candidate_weight"),
                     shadow_percent=desired.get("shadow_percent"))
 

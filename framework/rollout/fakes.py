@@ -44,9 +44,10 @@ class FakeServing:
 
     def __init__(
         self, clock: FakeClock, config: dict[str, Any] | None, rps: float = 100.0,
-        behaviours: dict[str, Behaviour] | None = None, seed: int = 7,
+        behaviours: dict[str, Behaviour] | None = None, seed: int = 7, apply_s: float = 0.0,
     ) -> None:
         self.clock, self.rps, self.seed = clock, rps, seed
+        self.apply_s = apply_s  # how long an update takes to go live (Serve: about 0.5 s)
         self.created = clock.now()  # no requests before the app existed
         self.behaviours = behaviours or {}
         self.history: list[tuple[float, dict[str, Any]]] = []
@@ -60,6 +61,8 @@ class FakeServing:
         if self.fail_next_sets:
             self.fail_next_sets -= 1
             raise ConnectionError("fake Serve controller unreachable")
+        if self.apply_s:
+            self.clock.sleep(self.apply_s)  # the old config answers until the update is live
         self.history.append((self.clock.now(), copy.deepcopy(user_config)))
         self.surges.append(surge)
 

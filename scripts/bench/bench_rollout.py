@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _worker(url: str, key: str, ids: list[str], schedule: list[tuple[int, float]],
-            out: list[dict[str, Any]]) -> None:
+            out: list[dict[str, Any]], stop_file: str | None = None) -> None:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     for i, at in schedule:
+        if stop_file is not None and os.path.exists(stop_file):
+            break
         delay = at - time.time()
         if delay > 0:
             time.sleep(delay)
@@ -57,14 +59,19 @@ def _worker(url: str, key: str, ids: list[str], schedule: list[tuple[int, float]
 
 
 def run_load(url: str, key: str, rps: float, n: int, ids: list[str], threads: int = 8,
-             start_at: float | None = None) -> list[dict[str, Any]]:
-    """Send ``n`` requests at ``rps`` per second from ``threads`` keep-alive connections."""
+             start_at: float | None = None, stop_file: str | None = None) -> list[dict[str, Any]]:
+    """Send ``n`` requests at ``rps`` per second from ``threads`` keep-alive connections.
+
+    ``stop_file``: stop early once this file exists (a caller that loads a system until some
+    event, e.g. a rollout's end, rather than for a fixed count).
+    """
     t0 = start_at or time.time() + 0.2
     plans: list[list[tuple[int, float]]] = [[] for _ in range(threads)]
     for i in range(n):
         plans[i % threads].append((i, t0 + i / rps))
     results: list[list[dict[str, Any]]] = [[] for _ in range(threads)]
-    workers = [threading.Thread(target=_worker, args=(url, key, ids, plans[k], results[k]))
+    workers = [threading.Thread(target=_worker,
+                                args=(url, key, ids, plans[k], results[k], stop_file))
                for k in range(threads)]
     for w in workers:
         w.start()
@@ -76,18 +83,19 @@ def run_load(url: str, key: str, rps: float, n: int, ids: list[str], threads: in
 def _load_main(args: argparse.Namespace) -> None:
     ids = [f"C{i:06d}" for i in range(args.ids)]
     records = run_load(args.url, args.key or os.environ.get("LOOM_API_KEY", ""), args.rps, args.n,
-                       ids, args.threads)
+                       ids, args.threads, stop_file=args.stop_file)
     Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
 def spawn_load(url: str, out: Path, rps: float, n: int, key: str, threads: int = 8,
-               ids: int = 1000) -> Any:
+               ids: int = 1000, stop_file: Path | None = None) -> Any:
     """Start ``load`` in a second process (what the integration tests use); returns the Popen."""
     import subprocess
 
+    stop = ["--stop-file", str(stop_file)] if stop_file is not None else []
     return subprocess.Popen([sys.executable, __file__, "load", "--url", url, "--rps", str(rps),
                              "--n", str(n), "--out", str(out), "--key", key,
-                             "--threads", str(threads), "--ids", str(ids)])
+                             "--threads", str(threads), "--ids", str(ids), *stop])
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -344,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("--key", default="")
     load.add_argument("--threads", type=int, default=8)
     load.add_argument("--ids", type=int, default=1000)
+    load.add_argument("--stop-file", default=None,
+                      help="stop early once this file exists (--n is then the most it sends)")
     bench = sub.add_parser("bench", help="rollback speed and p99 during weight changes")
     bench.add_argument("--rps", type=float, default=100)
     bench.add_argument("--rounds", type=int, default=3,

@@ -76,12 +76,17 @@ def _spec(strategy: str, **kw: Any):
     return spec_from_recipe(model.model_validate({"strategy": strategy, "analysis": analysis, **kw}))
 
 
-def _run(app, fresh, spec, rps: float, n: int, until=None):
-    """Load from a second process; the rollout starts 1 s into it. Returns (records, status)."""
+def _run(app, fresh, spec, rps: float, n: int, until=None, load_until_end: bool = False):
+    """Load from a second process; the rollout starts 1 s into it. Returns (records, status).
+
+    ``load_until_end``: the load goes on (up to ``n`` requests) until the rollout has ended, so a
+    slow rollout is never judged on windows without traffic.
+    """
     from framework.rollout import actor
 
-    out = fresh["tmp"] / "load.jsonl"
-    proc = B.spawn_load(app["url"], out, rps=rps, n=n, key=KEY)
+    out, stop = fresh["tmp"] / "load.jsonl", fresh["tmp"] / "load.stop"
+    proc = B.spawn_load(app["url"], out, rps=rps, n=n, key=KEY,
+                        stop_file=stop if load_until_end else None)
     try:
         time.sleep(1.0)
         actor.start(fresh["ws"], "churn", spec, fresh["ports"])
@@ -89,6 +94,7 @@ def _run(app, fresh, spec, rps: float, n: int, until=None):
             until()
         final = actor.wait(fresh["ws"], "churn", progress=lambda line: None, timeout_s=120)
     finally:
+        stop.touch()
         assert proc.wait(timeout=180) == 0
     return B.read_records(out), final
 
@@ -153,13 +159,25 @@ def test_bad_canary_rolls_back_in_time_with_errors_only_from_candidate(app, fres
     spec = _spec("canary", steps=[30, 60, 100], interval_s=2, failure_limit=2)
     records, final = _run(app, fresh, spec, rps=100, n=1200)
     assert final["status"] == "rolled_back"
-    started = _audit(fresh, "start")[0]["ts"]
-    rolled = _traffic(fresh)[-1]["ts"]  # candidate weight 0 is live
-    assert _traffic(fresh)[-1]["weight"] == 0
-    assert rolled - started <= spec.interval_s * spec.failure_limit + spec.interval_s
+    # What the controller recorded: the first window starts when the 30% step is live, windows
+    # are back to back and interval_s long, and the failure_limit-th failed one rolls back.
+    live_at = _traffic(fresh)[0]["live_at"]
+    analyses = _analyses(fresh)
+    windows = [(a["window_start"], a["window_end"]) for a in analyses]
+    assert windows[0][0] == pytest.approx(live_at, abs=1e-3)
+    assert all(end - start == pytest.approx(spec.interval_s) for start, end in windows)
+    assert all(b[0] == pytest.approx(a[1]) for a, b in zip(windows, windows[1:]))
+    assert [a["verdict"] for a in analyses] == ["fail"] * spec.failure_limit
+    rolled = _audit(fresh, "rolled_back")[0]
+    assert rolled["failures"] == spec.failure_limit and rolled["ts"] >= windows[-1][1]
+    assert windows[-1][1] - live_at == pytest.approx(spec.interval_s * spec.failure_limit, abs=1e-3)
+    assert _audit(fresh, "resumed") == []  # one controller from the start: no hand-over
+    back = _traffic(fresh)[-1]  # candidate weight 0 is live
+    assert back["weight"] == 0 and back["requested_at"] >= rolled["ts"]
     assert [r for r in records if r["status"] != 200] == []
-    after = [r for r in records if r["t"] > rolled + 1.0]
+    after = [r for r in records if r["t"] > back["ts"] + 1.0]
     assert after and all(r["version"] == "1" and not r["degraded"] for r in after)
+    started = _audit(fresh, "start")[0]["ts"]
     failed = [s for s in read_window("churn", started - 1, time.time()) if not s["ok"]]
     assert failed and {s["version"] for s in failed} == {"2"}
     assert fresh["promoter"].champion == "1" and "error rate" in fresh["promoter"].tags["2"]
@@ -180,11 +198,16 @@ def test_controller_restart_mid_rollout_resumes(app, fresh):
                    until=lambda s: s["phase"]["index"] >= 2)
         ray.kill(actor._get_actor("churn"), no_restart=False)  # Ray restarts it
 
-    records, final = _run(app, fresh, spec, rps=100, n=1500, until=kill_mid_rollout)
+    records, final = _run(app, fresh, spec, rps=100, n=12000, until=kill_mid_rollout,
+                          load_until_end=True)
     assert final["status"] == "promoted", final["reason"]
-    assert len(_audit(fresh, "resumed")) >= 2  # the hand-over and the restart
+    resumed = _audit(fresh, "resumed")
+    assert len(resumed) == 1  # the restart; the rollout began in the actor, with no hand-over
     weights = [r["weight"] for r in _traffic(fresh)]
     assert weights[:-1] == sorted(weights[:-1]) and weights[-1] == 0  # never started over
+    # the restarted controller went on judging from the phase it was in, up to the promotion
+    later = [a for a in _analyses(fresh) if a["ts"] > resumed[0]["ts"]]
+    assert later and later[0]["phase"] == resumed[0]["phase"]
     assert [r for r in records if r["status"] != 200] == []
 
 

@@ -27,10 +27,11 @@ def blue_green_spec(**kw: Any) -> RolloutSpec:
 class World:
     """One fake model deployment: clock, app, registry, workspace store."""
 
-    def __init__(self, tmp: Path, rps: float = 50.0, **behaviours: Behaviour) -> None:
+    def __init__(self, tmp: Path, rps: float = 50.0, apply_s: float = 0.0,
+                 **behaviours: Behaviour) -> None:
         self.clock = FakeClock()
         self.serving = FakeServing(self.clock, initial_config("3", "4"), rps=rps,
-                                   behaviours=behaviours)
+                                   behaviours=behaviours, apply_s=apply_s)
         self.promoter = FakePromoter(champion="3")
         self.store = StateStore(tmp / "ws", "churn")
 

@@ -57,6 +57,34 @@ def test_bad_canary_rolls_back_in_time_and_keeps_champion(make_world, bad):
     assert world.serving.window(rollback_at + 1, rollback_at + 30) == []
 
 
+def test_windows_count_from_when_each_step_is_live_not_when_it_was_asked(make_world):
+    # Serve takes a while to make an update live; the old weights answer meanwhile, so a window
+    # that began at the request would judge the old traffic and shorten the rollback budget.
+    world = make_world(apply_s=1.5, **{"4": Behaviour(error_rate=0.2)})
+    spec = canary_spec(steps=[20, 50, 100])
+    assert world.start(spec).run().status == "rolled_back"
+    live_at = world.serving.updates[0][0]
+    windows = [(a["window_start"], a["window_end"]) for a in events(world, "analysis")]
+    assert windows[0][0] == pytest.approx(live_at, abs=1e-3)
+    assert all(end - start == pytest.approx(spec.interval_s) for start, end in windows)
+    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # contiguous
+    rolled = events(world, "rolled_back")[0]
+    assert rolled["failures"] == spec.failure_limit and rolled["ts"] >= windows[-1][1]
+    assert windows[-1][1] - live_at == pytest.approx(spec.interval_s * spec.failure_limit, abs=1e-3)
+    assert events(world, "traffic")[0]["live_at"] == live_at
+
+
+def test_each_phase_holds_from_when_its_weight_is_live(make_world):
+    world = make_world(apply_s=1.5)
+    spec = canary_spec(steps=[25, 100])
+    assert world.start(spec).run().status == "promoted"
+    live = [t for t, _ in world.serving.updates]
+    phase_windows = {}
+    for a in events(world, "analysis"):
+        phase_windows.setdefault(a["phase"], []).append(a["window_start"])
+    assert [w[0] for w in phase_windows.values()] == pytest.approx(live[:2], abs=1e-3)
+
+
 def test_inconclusive_windows_do_not_advance_or_fail(make_world):
     world = make_world(rps=2.0)  # about 1 candidate request per 10 s window at 5%
     ctl = world.start(canary_spec(analysis={"min_requests": 20, "max_inconclusive": 0}))
