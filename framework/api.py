@@ -65,7 +65,6 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
     from framework.execute import executor
     from framework.execute.backends import Backends
     from framework.execute.inputs import data_fingerprints
-    from framework.execute.state import State
 
     loaded = validate(args, templates, project_dir)
     project = loaded.project_dir
@@ -73,7 +72,7 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
     compiled = compile_plan(loaded.recipe, loaded.data, fingerprints, str(project))
     ctx = context(loaded.recipe, project, progress)
     ctx.data_fingerprints = fingerprints
-    state = State(ctx.workspace)
+    state = state_of(loaded.recipe, ctx.workspace, _relative(loaded.file, project))
     diffed = executor.plan_against(compiled, ctx, state, Backends(backend), refresh)
     return Planned(diffed, ctx, state, loaded.warnings)
 
@@ -121,7 +120,6 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
     """Context for a saved plan; refuses it when its inputs (data files, Loom) changed since."""
     from framework.compile.compiler import compile_plan
     from framework.execute.inputs import data_fingerprints
-    from framework.execute.state import State
 
     project = Path(saved.project_dir)
     recipe = resolve_saved(saved.recipe)
@@ -133,7 +131,24 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
                         "Make a new plan with `loom plan -o plan.json`.")
     ctx = context(recipe, project, progress)
     ctx.data_fingerprints = fingerprints
-    return Planned(saved, ctx, State(ctx.workspace), warnings=())
+    return Planned(saved, ctx, state_of(recipe, ctx.workspace), warnings=())
+
+
+def state_of(recipe: Recipe, workspace: Path, recipe_file: str | None = None) -> State:
+    """The recipe's own section of the workspace state, and what to record about the recipe."""
+    from framework.execute.state import State
+
+    about = {"model_id": recipe.model_id, "feast_project": recipe.project}
+    if recipe_file:
+        about["recipe_file"] = recipe_file
+    return State(workspace, recipe.name, about)
+
+
+def _relative(path: Path, project: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(project.resolve()))
+    except ValueError:  # a recipe from a template folder outside the project
+        return str(path)
 
 
 def until(plan: Plan, last_kind: str) -> Plan:

@@ -37,11 +37,67 @@ def observe(plan: Plan, ctx: RunContext, state: State, backends: Backends,
 
 def plan_against(plan: Plan, ctx: RunContext, state: State, backends: Backends,
                  refresh: bool = False) -> Plan:
-    """``plan`` with every step's action decided against what is observed."""
+    """``plan`` with every step's action decided against what is observed.
+
+    Only this recipe's steps are compared and deleted: other recipes' state is read only to refuse
+    a shared Feast object defined differently here, and to keep one that another recipe uses.
+    """
+    check_shared(plan, ctx, state)
     owned = {addr: entry["kind"] for addr, entry in state.entries.items()}
     observed = {addr: entry["fingerprint"] for addr, entry in state.entries.items()}
     observed.update(observe(plan, ctx, state, backends, refresh))
-    return diff(plan, observed, owned)
+    diffed = diff(plan, observed, owned)
+    return diffed.model_copy(update={"steps": tuple(
+        _keep_shared(s, state, ctx.recipe.project) for s in diffed.steps)})
+
+
+def check_shared(plan: Plan, ctx: RunContext, state: State) -> None:
+    """Refuse Feast objects that another recipe of the same Feast project applied differently.
+
+    Raises:
+        PlanError: naming both recipe files, the object and the fields that differ.
+    """
+    mine = state.about.get("recipe_file") or f"recipe {plan.recipe_name!r}"
+    problems = []
+    for step in plan.steps:
+        for other in state.users_of(step.address, ctx.recipe.project):
+            theirs = state.others()[other]["steps"][step.address]
+            if theirs.get("fingerprint") == step.fingerprint:
+                continue
+            fields = _differing(step.attrs, theirs.get("attrs") or {})
+            problems.append(
+                f"{step.address} in Feast project {ctx.recipe.project!r}: {mine} and "
+                f"{theirs_file(state, other)} define it differently"
+                + (f" ({'; '.join(fields)})" if fields else " (inputs differ)"))
+    if problems:
+        raise PlanError("Two recipes define the same Feast object differently:\n  "
+                        + "\n  ".join(problems)
+                        + "\nMake the definitions equal, or give one recipe its own "
+                        "features.project (or another object name).")
+
+
+def theirs_file(state: State, recipe: str) -> str:
+    """The file another recipe was applied from, for messages."""
+    return state.others()[recipe].get("recipe_file") or f"recipe {recipe!r}"
+
+
+def _differing(mine: dict[str, Any], theirs: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differing(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} here, {b!r} there")
+    return out
+
+
+def _keep_shared(step: Step, state: State, feast_project: str) -> Step:
+    users = state.users_of(step.address, feast_project) if step.action == "delete" else []
+    if not users:
+        return step
+    return step.model_copy(update={"reason": f"{step.reason}; kept in Feast: recipe "
+                                             f"{', '.join(users)} still uses it"})
 
 
 @dataclass
@@ -77,13 +133,15 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
             started = time.monotonic()
             backend = backends.for_step(step)
             if step.action == "delete":
-                _call(step, "delete", lambda: backend.delete(step.address, ctx))
+                # An object another recipe still uses leaves only this recipe's state.
+                if not state.users_of(step.address, ctx.recipe.project):
+                    _call(step, "delete", lambda: backend.delete(step.address, ctx))
                 state.forget(step.address)
                 outputs: dict[str, Any] = {}
             else:
                 outputs = _call(step, "apply", lambda: backend.apply(step, ctx)) or {}
                 ctx.outputs[step.address] = outputs
-                state.record(step.address, step.kind, step.fingerprint, outputs)
+                state.record(step.address, step.kind, step.fingerprint, outputs, step.attrs)
             results.append(StepResult(step.address, step.action, time.monotonic() - started, outputs))
             on_step(step, "done")
     return results

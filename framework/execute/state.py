@@ -1,49 +1,54 @@
-"""The workspace state file: what Loom applied, by step address, with fingerprints and outputs."""
+"""One recipe's applied steps, read and written through the workspace state (``framework.state``)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from framework.errors import StateError
+from framework.state import WorkspaceState, now_text, recipe_section
 
-STATE_FILE = "state.json"
-LOCK_FILE = ".lock"
+APPLY_LOCK_FILE = ".lock"
+#: Step kinds several recipes of one Feast project may share; each is a Feast registry object.
+SHARED_KINDS = ("feast.entity", "feast.view", "feast.service")
 
 
 class State:
-    """``<workspace>/state.json``: address → {kind, fingerprint, outputs, applied_at}.
+    """Recipe ``recipe``'s steps in the workspace: address → {kind, fingerprint, outputs, ...}.
 
-    Written atomically (temp file + rename) after every applied step, so a crash leaves the steps
-    that finished recorded and nothing half-written; the next apply resumes from there.
+    Every ``record`` is its own transaction on the state file, so a crash leaves the steps that
+    finished recorded and nothing half-written; the next apply resumes from there. ``about`` is
+    written with each record: which file the recipe came from, its model and Feast project.
     """
 
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
-        self.path = workspace / STATE_FILE
+    def __init__(self, workspace: Path, recipe: str, about: dict[str, Any] | None = None) -> None:
+        self.workspace, self.recipe = Path(workspace), recipe
+        self.store = WorkspaceState(workspace)
+        self.about = dict(about or {})
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._others: dict[str, dict[str, Any]] | None = None
 
     @property
     def entries(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
-            self._entries = self._read()
+            self._load()
+        assert self._entries is not None
         return self._entries
 
-    def _read(self) -> dict[str, dict[str, Any]]:
-        if not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return dict(data["steps"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StateError(f"{self.path}: the state file is damaged ({exc}). Move it away and "
-                             "re-run `loom launch`; applied objects are re-observed.") from exc
+    def others(self) -> dict[str, dict[str, Any]]:
+        """The other recipes' sections, by name (for ownership and conflict checks)."""
+        if self._others is None:
+            self._load()
+        assert self._others is not None
+        return self._others
+
+    def _load(self) -> None:
+        doc = self.store.read()
+        self._entries = dict(recipe_section(doc, self.recipe)["steps"])
+        self._others = {n: s for n, s in doc["recipes"].items() if n != self.recipe}
 
     def fingerprint(self, address: str) -> str | None:
         entry = self.entries.get(address)
@@ -53,35 +58,48 @@ class State:
         entry = self.entries.get(address)
         return dict(entry.get("outputs") or {}) if entry else {}
 
-    def record(self, address: str, kind: str, fingerprint: str, outputs: dict[str, Any]) -> None:
-        self.entries[address] = {"kind": kind, "fingerprint": fingerprint, "outputs": outputs,
-                                 "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self._write()
+    def record(self, address: str, kind: str, fingerprint: str, outputs: dict[str, Any],
+               attrs: dict[str, Any] | None = None) -> None:
+        entry = {"kind": kind, "fingerprint": fingerprint, "outputs": outputs,
+                 "attrs": dict(attrs or {}), "applied_at": now_text()}
+        self.entries[address] = entry
+        with self.store.transaction() as doc:
+            section = recipe_section(doc, self.recipe)
+            section["steps"][address] = entry
+            section.update(self.about, applied_at=entry["applied_at"])
 
     def forget(self, address: str) -> None:
-        if self.entries.pop(address, None) is not None:
-            self._write()
+        self.entries.pop(address, None)
+        with self.store.transaction() as doc:
+            section = doc["recipes"].get(self.recipe)
+            if section is not None:
+                section["steps"].pop(address, None)
 
-    def _write(self) -> None:
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps({"format": 1, "steps": self.entries}, indent=2, sort_keys=True, default=str))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+    def drop(self) -> None:
+        """Remove the recipe's whole section (``loom destroy`` after every step is gone)."""
+        self._entries = {}
+        with self.store.transaction() as doc:
+            doc["recipes"].pop(self.recipe, None)
+
+    def users_of(self, address: str, feast_project: str) -> list[str]:
+        """Other recipes that hold the shared Feast object ``address`` of ``feast_project``."""
+        if not address.startswith(SHARED_KINDS):
+            return []
+        return sorted(name for name, section in self.others().items()
+                      if section.get("feast_project") == feast_project
+                      and address in section.get("steps", {}))
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive lock on the workspace for the duration of an apply."""
+        """Exclusive lock on the workspace for the duration of an apply (of any recipe)."""
         self.workspace.mkdir(parents=True, exist_ok=True)
-        with open(self.workspace / LOCK_FILE, "w") as fh:
+        with open(self.workspace / APPLY_LOCK_FILE, "w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise StateError(f"Another Loom command is applying to {self.workspace}; wait for it "
                                  "to finish.") from exc
-            self._entries = None  # re-read under the lock: another command may have applied since
+            self._entries = self._others = None  # re-read under the lock: another may have applied
             try:
                 yield
             finally:

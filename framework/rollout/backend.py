@@ -2,15 +2,12 @@
 
 The first rollout step starts the controller for the whole sequence; every step's apply then waits
 (unless ``wait=False``, i.e. ``loom launch --detach``) until the controller has passed that step.
-Which steps belong to which rollout is kept in ``<workspace>/rollout/<model_id>/steps.json``.
+Which steps belong to which rollout is kept in the recipe's ``rollout_steps`` in the workspace state.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -48,7 +45,7 @@ class RolloutBackend:
         the plan shows its steps again; applying them starts a new rollout of the version.
         """
         store = StateStore(ctx.workspace, ctx.recipe.model_id)
-        state, steps = store.load(), _load_steps(store)
+        state, steps = store.load(), _load_steps(store, ctx.recipe.name)
         if state is None or steps.get("rollout_id") != state.rollout_id:
             return None
         if state.status not in ("running", "promoted"):
@@ -74,7 +71,7 @@ class RolloutBackend:
         if state is None:
             raise PlanError(f"{step.address}: no rollout was started for this model; "
                             "apply the plan from its first rollout step.")
-        _record_step(store, state.rollout_id, step)
+        _record_step(store, ctx.recipe.name, state.rollout_id, step)
         if self.wait:
             return self._wait_for(step, ctx, store)
         return _outputs(store, step)
@@ -85,7 +82,7 @@ class RolloutBackend:
 
         store = StateStore(ctx.workspace, ctx.recipe.model_id)
         state = store.load()
-        steps = _load_steps(store)
+        steps = _load_steps(store, ctx.recipe.name)
         # Only a rollout this step belongs to is aborted: a new one may already run beside it.
         owned = state is not None and steps.get("rollout_id") == state.rollout_id \
             and address in steps.get("fingerprints", {})
@@ -93,7 +90,7 @@ class RolloutBackend:
             actor.abort(ctx.workspace, ctx.recipe.model_id, self._ports(ctx),
                         reason=f"{address} deleted from the plan")
         steps.get("fingerprints", {}).pop(address, None)
-        _save_steps(store, steps)
+        _save_steps(store, ctx.recipe.name, steps)
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -119,7 +116,8 @@ class RolloutBackend:
                      f"{deploy['candidate_version']} against {deploy['stable_version']}")
         actor.start(ctx.workspace, ctx.recipe.model_id, spec, self._ports(ctx),
                     supersede=self.supersede)
-        _save_steps(store, {"rollout_id": store.require().rollout_id, "fingerprints": {}})
+        _save_steps(store, ctx.recipe.name,
+                    {"rollout_id": store.require().rollout_id, "fingerprints": {}})
         return None
 
     def _wait_for(self, step: Step, ctx: RunContext, store: StateStore) -> dict[str, Any]:
@@ -175,28 +173,21 @@ def _outputs(store: StateStore, step: Step) -> dict[str, Any]:
             "candidate_weight": cfg.get("candidate_weight"), "step": step.address}
 
 
-def _steps_path(store: StateStore) -> Path:
-    return store.dir / "steps.json"
+def _load_steps(store: StateStore, recipe: str) -> dict[str, Any]:
+    steps = store.workspace.recipe(recipe).get("rollout_steps")
+    return steps if isinstance(steps, dict) else {"fingerprints": {}}
 
 
-def _load_steps(store: StateStore) -> dict[str, Any]:
-    try:
-        return json.loads(_steps_path(store).read_text())
-    except (OSError, ValueError):
-        return {"fingerprints": {}}
+def _save_steps(store: StateStore, recipe: str, steps: dict[str, Any]) -> None:
+    from framework.state import recipe_section
+
+    with store.workspace.transaction() as doc:
+        recipe_section(doc, recipe)["rollout_steps"] = steps
 
 
-def _save_steps(store: StateStore, steps: dict[str, Any]) -> None:
-    path = _steps_path(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(steps, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _record_step(store: StateStore, rollout_id: str, step: Step) -> None:
-    steps = _load_steps(store)
+def _record_step(store: StateStore, recipe: str, rollout_id: str, step: Step) -> None:
+    steps = _load_steps(store, recipe)
     if steps.get("rollout_id") != rollout_id:
         steps = {"rollout_id": rollout_id, "fingerprints": {}}
     steps["fingerprints"][step.address] = step.fingerprint
-    _save_steps(store, steps)
+    _save_steps(store, recipe, steps)

@@ -1,4 +1,4 @@
-"""Rollout state on disk: ``state.json`` written atomically and the append-only ``audit.jsonl``."""
+"""Rollout state: the model's entry in the workspace state (``framework.state``) and its audit log."""
 
 from __future__ import annotations
 
@@ -70,26 +70,30 @@ class RolloutState:
 
 
 class StateStore:
-    """The files of one model's rollout under ``<workspace>/rollout/<model_id>/``."""
+    """One model's rollout: ``rollouts.<model_id>`` of the workspace state, and the append-only
+    audit log ``<workspace>/rollout/<model_id>/audit.jsonl``."""
 
     def __init__(self, workspace: Path | str, model_id: str) -> None:
+        from framework.state import WorkspaceState
+
         self.model_id = model_id
+        self.workspace = WorkspaceState(workspace)
         self.dir = Path(workspace) / "rollout" / model_id
-        self.state_path = self.dir / "state.json"
+        self.state_path = self.workspace.path
         self.audit_path = self.dir / "audit.jsonl"
 
     def load(self) -> RolloutState | None:
         """The saved state, or None when this model never rolled out."""
-        try:
-            text = self.state_path.read_text()
-        except FileNotFoundError:
+        raw = self.workspace.rollout(self.model_id)
+        if raw is None:
             return None
         try:
-            return RolloutState.from_dict(json.loads(text))
+            return RolloutState.from_dict(raw)
         except (ValueError, TypeError, KeyError) as exc:
             raise StateError(
-                f"{self.state_path}: the rollout state is damaged ({exc.__class__.__name__}). "
-                "Check the serving app's weights with `loom rollout status`, then delete the file."
+                f"{self.state_path}: rollouts.{self.model_id} is damaged "
+                f"({exc.__class__.__name__}). Check the serving app's weights with "
+                "`loom rollout status`, then remove that entry."
             ) from exc
 
     def require(self) -> RolloutState:
@@ -100,14 +104,9 @@ class StateStore:
         return state
 
     def save(self, state: RolloutState) -> None:
-        """Write the state atomically (temp file, fsync, rename): a reader never sees half of it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "w") as fh:
-            json.dump(state.to_dict(), fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
+        """Write the state in one transaction of the workspace state: never seen half-written."""
+        with self.workspace.transaction() as doc:
+            doc["rollouts"][self.model_id] = state.to_dict()
 
     def audit(self, record: dict[str, Any]) -> None:
         """Append one decision to the audit log as a JSON line."""

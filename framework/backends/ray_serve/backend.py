@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -17,8 +18,8 @@ class ServeBackend:
     ``serving.deploy``: no app yet → the registered version is the stable slot; an app with another
     stable version → the new version is loaded as the candidate with weight 0 (rollout steps move
     traffic). ``rollout.step`` with ``strategy: direct``: the candidate becomes stable in place.
-    Fingerprints are kept in ``<workspace>/serving/state.json`` and trusted only while the running
-    app still matches them.
+    Fingerprints are kept in the recipe's ``serving`` records of the workspace state
+    (``framework.state``) and trusted only while the running app still matches them.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("serving.deploy", "rollout.step")
@@ -33,7 +34,7 @@ class ServeBackend:
     def observe(self, step: Any, ctx: RunContext) -> str | None:
         """The stored fingerprint if the running app still matches it, else None."""
         self._check_kind(step)
-        record = _load_state(ctx.workspace).get(step.address)
+        record = _records(ctx).get(step.address)
         if record is None or not _serve_running(ctx):
             return None
         from framework.backends.ray_serve import traffic
@@ -68,9 +69,8 @@ class ServeBackend:
 
     def delete(self, address: str, ctx: RunContext) -> None:
         """Remove the app for ``serving.deploy``; a rollout step leaves nothing to remove."""
-        state = _load_state(ctx.workspace)
-        state.pop(address, None)
-        _save_state(ctx.workspace, state)
+        with _transaction(ctx) as records:
+            records.pop(address, None)
         if address.startswith("serving.deploy") and _serve_running(ctx):
             from framework.backends.ray_serve import traffic
             from framework.serving.stats import drop_stats
@@ -129,10 +129,9 @@ class ServeBackend:
 
     def _record(self, step: Any, ctx: RunContext, args: dict, user_config: dict,
                 version: str | None = None) -> dict[str, Any]:
-        state = _load_state(ctx.workspace)
-        state[step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
-                               "slots": _slot_versions(user_config), "version": version}
-        _save_state(ctx.workspace, state)
+        with _transaction(ctx) as records:
+            records[step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
+                                     "slots": _slot_versions(user_config), "version": version}
         return _outputs(ctx, user_config)
 
     def _check_kind(self, step: Any) -> None:
@@ -246,20 +245,17 @@ def _serve_running(ctx: RunContext) -> bool:
         return False
 
 
-def _state_path(workspace: Path) -> Path:
-    return Path(workspace) / "serving" / "state.json"
+def _records(ctx: RunContext) -> dict[str, Any]:
+    """The recipe's serving records (a snapshot)."""
+    from framework.state import WorkspaceState
+
+    return WorkspaceState(ctx.workspace).recipe(ctx.recipe.name)["serving"]
 
 
-def _load_state(workspace: Path) -> dict[str, Any]:
-    try:
-        return json.loads(_state_path(workspace).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+@contextlib.contextmanager
+def _transaction(ctx: RunContext) -> Iterator[dict[str, Any]]:
+    """The recipe's serving records, to change in one state transaction."""
+    from framework.state import WorkspaceState, recipe_section
 
-
-def _save_state(workspace: Path, state: dict[str, Any]) -> None:
-    path = _state_path(workspace)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    with WorkspaceState(ctx.workspace).transaction() as doc:
+        yield recipe_section(doc, ctx.recipe.name)["serving"]

@@ -35,7 +35,7 @@ def test_failed_step_keeps_finished_steps_and_resumes(project: Path) -> None:
     fake = FakeBackend(fail_on={"training.train"})
     with pytest.raises(BackendError, match="training.train: apply failed"):
         api.apply(api.plan(["recipe=churn"], backend=fake), backend=fake)
-    state = State(project / ".loom")
+    state = State(project / ".loom", "churn")
     assert state.fingerprint("training.dataset") is not None
     assert state.fingerprint("training.train") is None
     fake.fail_on.clear()
@@ -55,12 +55,12 @@ def test_no_op_steps_hand_their_outputs_downstream(project: Path) -> None:
 def test_removed_view_is_deleted(project: Path) -> None:
     fake = FakeBackend()
     api.apply(api.plan(["recipe=churn"], backend=fake), backend=fake)
-    State(project / ".loom").record("feast.view.retired", "feast.view", "sha256:x", {})
+    State(project / ".loom", "churn").record("feast.view.retired", "feast.view", "sha256:x", {})
     planned = api.plan(["recipe=churn"], backend=fake)
     assert [s.address for s in planned.plan.changes] == ["feast.view.retired"]
     api.apply(planned, backend=fake)
     assert ("delete", "feast.view.retired") in fake.calls
-    assert State(project / ".loom").fingerprint("feast.view.retired") is None
+    assert State(project / ".loom", "churn").fingerprint("feast.view.retired") is None
 
 
 def test_stale_saved_plan_is_refused(project: Path) -> None:
@@ -90,10 +90,10 @@ def test_saved_plan_applies_exactly(project: Path) -> None:
 
 
 def test_workspace_lock(project: Path) -> None:
-    state = State(project / ".loom")
+    state = State(project / ".loom", "churn")
     with state.lock():
         with pytest.raises(StateError, match="Another Loom command"):
-            with State(project / ".loom").lock():
+            with State(project / ".loom", "churn").lock():
                 pass
 
 
