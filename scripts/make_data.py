@@ -4,7 +4,8 @@
 
 churn: monthly customer snapshots (tenure, charges, contract, support calls...) and churn labels
 observed after the last snapshot; some snapshots arrive late (created after their event time).
-fraud: daily account activity snapshots and fraud labels.
+fraud: daily account activity snapshots and fraud labels; taken-over accounts (about 6%) show
+bursts of transactions, larger amounts, foreign use and chargebacks.
 """
 
 from __future__ import annotations
@@ -54,29 +55,43 @@ def churn(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def fraud(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily activity of ``n`` accounts over 4 days, and one fraud label per account (day 3.5).
+
+    A hidden share of accounts (about 6%, more among young ones) is taken over. From the takeover's
+    first day (day 1-3) their activity changes: bursts of transactions, larger amounts, more foreign
+    use; they also carry more recent chargebacks. Some takeovers stay quiet (no pattern) and some
+    legitimate accounts travel (high foreign ratio), so the label is learnable but not trivial.
+    """
     ids = np.arange(100_000, 100_000 + n, dtype="int64")
     age = rng.integers(1, 2000, n)
+    logit = -2.1 - 0.0008 * age + 1.0 * (age < 90)
+    taken = rng.random(n) < 1 / (1 + np.exp(-logit))
+    onset = rng.integers(1, 4, n)                       # first day of the takeover
+    shows = taken & (rng.random(n) >= 0.08)             # 8% of takeovers stay quiet
+    traveller = ~taken & (rng.random(n) < 0.05)         # legitimate, but often abroad
+    txn_rate = rng.gamma(3, 1.0, n)                     # each account's usual daily transactions
+    amount = rng.lognormal(3.5, 0.7, n)                 # and usual amount
+    foreign = np.where(traveller, rng.beta(4, 4, n), rng.beta(1, 10, n))
+    chargebacks = rng.poisson(np.where(shows, 1.0, 0.05), n)
     rows = []
     for day in range(4):
         ts = T0 + pd.Timedelta(days=day)
+        on = shows & (day >= onset)
         rows.append(pd.DataFrame({
             "account_id": ids,
             "event_timestamp": ts,
             "account_age_days": (age + day).astype("int64"),
-            "txn_count_24h": rng.poisson(3, n).astype("int64"),
-            "avg_amount_7d": rng.lognormal(3.5, 0.8, n).round(2),
-            "foreign_ratio": rng.beta(1, 8, n).round(3),
-            "chargebacks_90d": rng.poisson(0.1, n).astype("int64"),
+            "txn_count_24h": rng.poisson(txn_rate * np.where(on, 3.0, 1.0)).astype("int64"),
+            "avg_amount_7d": (amount * np.where(on, 2.5, 1.0) * rng.lognormal(0, 0.1, n)).round(2),
+            "foreign_ratio": np.clip(foreign + np.where(on, 0.7 * rng.beta(2, 3, n), 0.0)
+                                     + rng.normal(0, 0.01, n), 0, 1).round(3),
+            "chargebacks_90d": chargebacks.astype("int64"),
         }))
     features = pd.concat(rows, ignore_index=True)
-    last = rows[-1]
-    logit = (-4 + 4 * last["foreign_ratio"] + 1.2 * last["chargebacks_90d"]
-             + 0.15 * last["txn_count_24h"] - 0.001 * last["account_age_days"]
-             + 0.004 * last["avg_amount_7d"])
     labels = pd.DataFrame({
         "account_id": ids,
         "event_timestamp": T0 + pd.Timedelta(days=3, hours=12),
-        "is_fraud": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
+        "is_fraud": taken.astype("int64"),
     })
     return features, labels
 

@@ -10,6 +10,10 @@ from framework.compile.plan import Plan, Step
 from framework.spec import Recipe
 from framework.spec.rollout import BlueGreen, Canary
 
+#: How monitoring rules are rendered; bumped when the rendering changes (2: every Loom selector
+#: is scoped to its model), so files written by an older Loom are re-rendered.
+RULES_RENDERING = 2
+
 
 class _Builder:
     """Collects steps in order; each step's fingerprint covers its own inputs and its upstreams'."""
@@ -125,7 +129,8 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
     if r.monitoring.enabled:
         # Rules depend on the model id and the monitoring section only: a new model version or a
         # serving change does not re-render them.
-        b.add("monitoring.rules", "monitoring.rules", [r.model_id, _section(r.monitoring)], [],
+        b.add("monitoring.rules", "monitoring.rules",
+              [r.model_id, _section(r.monitoring), RULES_RENDERING], [],
               alerts=[a.name for a in r.monitoring.alerts], drift_psi_alert=r.monitoring.drift.psi_alert)
 
 

@@ -1,7 +1,11 @@
-"""The Ray Serve application: one FastAPI ingress deployment that does the whole request.
+"""The Ray Serve application of one model: one FastAPI ingress deployment that does the whole request.
 
 ``build_app(args)`` is the application builder named in Serve configs
 (``import_path: framework.serving.app:build_app``); ``args`` are ``settings.AppArgs`` as JSON.
+The app is mounted at ``<serving.route_prefix>/v1/models/<model_id>`` (Serve strips the prefix), so
+``POST /v1/models/<model_id>/predictions`` reaches this replica with no other hop; the gateway
+(``framework.serving.gateway``) answers ``POST /v1/predictions`` and ``GET /v1/models`` for every
+model and calls ``forward`` and ``describe_for`` here.
 This module does not use ``from __future__ import annotations``: Serve ships the ingress class by
 value, and FastAPI must see real ``Request`` annotations on the route methods.
 """
@@ -17,11 +21,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from framework.serving.auth import KeyRing
-from framework.serving.body import parse_predict, read_json, request_id_of
+from framework.serving.body import decode_json, parse_predict, read_json, request_id_of
 from framework.serving.features import build_lookup
 from framework.serving.metrics import make_metrics
 from framework.serving.predictor import Predictor
-from framework.serving.problems import ApiError, install_handlers
+from framework.serving.problems import ApiError, error_body, install_handlers
 from framework.serving.schemas import BatchResponse, PredictRequest, PredictResponse
 from framework.serving.scoring import batch_predict
 from framework.serving.settings import AppArgs, deployment_options, parse_args
@@ -97,22 +101,20 @@ class LoomPredictor:
         return {"status": "ok", "model_id": self.args.model_id,
                 "model_version": stable.version if stable else None}
 
-    @api.post("/v1/predictions", response_model=PredictResponse | BatchResponse, openapi_extra=_BODY_DOC)
-    async def predictions(self, request: Request) -> JSONResponse:
-        """Predict for ``model_id`` given in the body."""
-        return await self._handle(request, None)
-
-    @api.post("/v1/models/{model_id}/predictions", response_model=PredictResponse | BatchResponse,
+    @api.post("/predictions", response_model=PredictResponse | BatchResponse,
               openapi_extra=_BODY_DOC)
-    async def model_predictions(self, model_id: str, request: Request) -> JSONResponse:
-        """Predict for the model named in the path."""
-        return await self._handle(request, model_id)
+    async def predictions(self, request: Request) -> JSONResponse:
+        """Predict with this model (``POST /v1/models/{model_id}/predictions``)."""
+        max_bytes = self.args.serving.max_body_bytes
+        body = await self._handle(request.headers, lambda: read_json(request, max_bytes),
+                                  request_id_of(request))
+        return JSONResponse(body)
 
-    @api.get("/v1/models")
-    async def models(self, request: Request) -> dict[str, Any]:
-        """This application's model: versions, traffic weights, circuits, replica identity."""
+    @api.get("/")
+    async def model(self, request: Request) -> dict[str, Any]:
+        """This model: versions, traffic weights, circuits, replica identity."""
         self.keys.check(request.headers, self.args.model_id)
-        return {"models": [{**self.predictor.describe(), "replica": self.replica}]}
+        return self._describe()
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self, request: Request) -> dict[str, Any]:
@@ -126,9 +128,40 @@ class LoomPredictor:
         self.keys.check(request.headers, None)
         return get_swagger_ui_html(openapi_url="openapi.json", title="Loom prediction API")
 
-    async def _handle(self, request: Request, path_model: str | None) -> JSONResponse:
+    # -- calls from the gateway (DeploymentHandle, not HTTP) -----------------------------------
+
+    async def forward(self, raw: bytes, headers: dict[str, str],
+                      rid: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """``POST /v1/predictions`` for this model, as the gateway received it: (status, body, headers).
+
+        The same checks as the per-model route run here (auth, validation, limits), so the gateway
+        never needs the model's keys.
+        """
+        max_bytes = self.args.serving.max_body_bytes
+        try:
+            body = await self._handle(headers, lambda: _decoded(raw, max_bytes), rid)
+        except ApiError as exc:
+            return exc.status, error_body(exc.status, exc.message, rid, exc.details), exc.headers
+        except Exception:  # logged here; the client sees the one error shape, never internals
+            import logging
+
+            logging.getLogger("loom.serving").exception("unexpected error answering a request")
+            return 500, error_body(500, "The service failed to answer this request.", rid), {}
+        return 200, body, {}
+
+    async def describe_for(self, headers: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+        """This model's description if the caller's key may see it: (200, model) or (401/403, None)."""
+        try:
+            self.keys.check(headers, self.args.model_id)
+        except ApiError as exc:
+            return exc.status, None
+        return 200, self._describe()
+
+    def _describe(self) -> dict[str, Any]:
+        return {**self.predictor.describe(), "replica": self.replica}
+
+    async def _handle(self, headers: Any, read: Any, rid: str) -> dict[str, Any]:
         started = time.perf_counter()
-        rid = request_id_of(request)
         self.stats.start()
         if self._inflight >= self.args.serving.max_ongoing_requests:
             self.predictor.metrics.request("none", "overloaded", 0.0)
@@ -136,14 +169,10 @@ class LoomPredictor:
         self._inflight += 1
         version, outcome = "none", "client_error"
         try:
-            holder = self.keys.authenticate(request.headers)
-            req = parse_predict(await read_json(request, self.args.serving.max_body_bytes),
-                                self.args.serving.max_instances)
-            model_id = self._model_of(req, path_model)
-            self.keys.authorize(holder, model_id)
-            if model_id != self.args.model_id:
-                raise ApiError(404, f"Unknown model '{model_id}'. This endpoint serves "
-                                    f"'{self.args.model_id}'; GET /v1/models lists it.")
+            holder = self.keys.authenticate(headers)
+            req = parse_predict(await read(), self.args.serving.max_instances)
+            self._check_model(req)
+            self.keys.authorize(holder, self.args.model_id)
             answers = await self.predictor.predict(req.as_instances())
             version = answers[0]["model_version"] or "none"
             outcome = "degraded" if any(a["degraded"] for a in answers) else "ok"
@@ -157,19 +186,16 @@ class LoomPredictor:
             self._inflight -= 1
             latency = (time.perf_counter() - started) * 1000
             self.predictor.metrics.request(version, outcome, latency)
-        body = _body(self.args.model_id, answers, req.instances is None, latency, rid)
-        return JSONResponse(body)
+        return _body(self.args.model_id, answers, req.instances is None, latency, rid)
 
-    def _model_of(self, req: PredictRequest, path_model: str | None) -> str:
-        if path_model is not None:
-            if req.model_id is not None and req.model_id != path_model:
-                raise ApiError(422, f"model_id '{req.model_id}' in the body differs from "
-                                    f"'{path_model}' in the path.")
-            return path_model
-        if req.model_id is None:
-            raise ApiError(422, "model_id is required on /v1/predictions.",
-                           [{"field": "model_id", "message": "required"}])
-        return req.model_id
+    def _check_model(self, req: PredictRequest) -> None:
+        if req.model_id is not None and req.model_id != self.args.model_id:
+            raise ApiError(422, f"model_id '{req.model_id}' in the body differs from "
+                                f"'{self.args.model_id}' in the path.")
+
+
+async def _decoded(raw: bytes, max_bytes: int) -> Any:
+    return decode_json(raw, max_bytes)
 
 
 def build_app(args: dict[str, Any]) -> Any:

@@ -52,8 +52,8 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-async def read_json(request: Any, max_bytes: int) -> Any:
-    """The parsed JSON body; ``ApiError`` 413 when too large, 415 for another type, 400 when not JSON."""
+async def read_body(request: Any, max_bytes: int) -> bytes:
+    """The raw JSON body; ``ApiError`` 413 when too large, 415 for another content type."""
     headers = request.headers
     ctype = headers.get("content-type", "")
     if ctype != "application/json" and ctype.split(";")[0].strip().lower() != "application/json":
@@ -62,19 +62,29 @@ async def read_json(request: Any, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit():
         if int(declared) > max_bytes:
             raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
-        raw = await request.body()  # HTTP/1.1 framing: no more than the declared length arrives
-    else:  # chunked: count as it comes
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        return await request.body()  # HTTP/1.1 framing: no more than the declared length arrives
+    chunks, size = [], 0  # chunked: count as it comes
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_json(raw: bytes, max_bytes: int | None = None) -> Any:
+    """``raw`` parsed strictly; ``ApiError`` 400 when not JSON (NaN and Infinity refused)."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
     try:
         return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ApiError(400, "The body is not valid JSON (NaN and Infinity are not allowed).") from exc
+
+
+async def read_json(request: Any, max_bytes: int) -> Any:
+    """The parsed JSON body (``read_body`` then ``decode_json``)."""
+    return decode_json(await read_body(request, max_bytes))
 
 
 def parse_predict(data: Any, max_instances: int) -> PredictRequest:

@@ -105,6 +105,7 @@ class ServeBackend:
                          "(each weight change then holds requests for ~0.1 s)")
             surge = False
         traffic.deploy_app(cfg.app_config(model_id, args, user_config, surge=surge))
+        traffic.ensure_gateway(ctx.recipe.serving.route_prefix, ctx.recipe.serving.max_body_bytes)
         return self._record(step, ctx, args, user_config, version=str(model["version"]))
 
     def _promote(self, step: Any, ctx: RunContext) -> dict[str, Any]:
@@ -213,10 +214,14 @@ def _outputs(ctx: RunContext, user_config: dict[str, Any]) -> dict[str, Any]:
 
     # The proxy's real address: Serve may already run on another port than this recipe's.
     host, port = http_address()
-    prefix = ctx.recipe.serving.route_prefix.rstrip("/")
+    from framework.backends.ray_serve.config import gateway_route, model_route
+
+    route = model_route(ctx.recipe.serving.route_prefix, ctx.recipe.model_id)
     slots = user_config["slots"]
     return {"app": ctx.recipe.model_id,
-            "url": f"http://{host}:{port}{prefix}/v1/models/{ctx.recipe.model_id}/predictions",
+            "url": f"http://{host}:{port}{route}/predictions",
+            "gateway_url": f"http://{host}:{port}{gateway_route(ctx.recipe.serving.route_prefix)}"
+                           "/predictions",
             "stable_version": slots["stable"]["version"],
             "candidate_version": (slots.get("candidate") or {}).get("version")}
 

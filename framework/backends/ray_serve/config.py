@@ -10,6 +10,25 @@ from framework.serving.settings import AppArgs, deployment_options
 
 IMPORT_PATH = "framework.serving.app:build_app"
 DEPLOYMENT = "Predictor"
+GATEWAY_APP = "loom-gateway"
+GATEWAY_IMPORT_PATH = "framework.serving.gateway:build_gateway"
+#: The gateway forwards and lists; it does no model work, so a small CPU share is enough.
+GATEWAY_CPUS = 0.1
+
+
+def base_route(route_prefix: str) -> str:
+    """``serving.route_prefix`` without its trailing slash ("" for the default "/")."""
+    return route_prefix.rstrip("/")
+
+
+def model_route(route_prefix: str, model_id: str) -> str:
+    """Where a model's app is mounted: ``<prefix>/v1/models/<model_id>``."""
+    return f"{base_route(route_prefix)}/v1/models/{model_id}"
+
+
+def gateway_route(route_prefix: str) -> str:
+    """Where the gateway is mounted: ``<prefix>/v1`` (``/v1/predictions``, ``/v1/models``)."""
+    return f"{base_route(route_prefix)}/v1"
 
 
 def entity_keys(recipe: Any) -> dict[str, str]:
@@ -72,10 +91,24 @@ def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any],
     options = deployment_options(parsed, surge)
     return {
         "name": model_id,
-        "route_prefix": parsed.serving.route_prefix,
+        "route_prefix": model_route(parsed.serving.route_prefix, parsed.model_id),
         "import_path": IMPORT_PATH,
         "args": args,
         "deployments": [{**options, "user_config": user_config}],
+    }
+
+
+def gateway_config(route_prefix: str, max_body_bytes: int = 1_048_576) -> dict[str, Any]:
+    """The gateway application for the models mounted under ``route_prefix``."""
+    base = base_route(route_prefix)
+    return {
+        "name": GATEWAY_APP if not base else f"{GATEWAY_APP}{base.replace('/', '-')}",
+        "route_prefix": gateway_route(route_prefix),
+        "import_path": GATEWAY_IMPORT_PATH,
+        "args": {"max_body_bytes": max_body_bytes, "models_prefix": f"{base}/v1/models"},
+        "deployments": [{"name": "LoomGateway", "num_replicas": 1, "max_ongoing_requests": 256,
+                         "ray_actor_options": {"num_cpus": GATEWAY_CPUS},
+                         "logging_config": {"enable_access_log": False}}],
     }
 
 
@@ -96,7 +129,9 @@ def serve_config(recipe: Any, workspace: Path, user_config: dict[str, Any],
         "proxy_location": "EveryNode",
         "http_options": {"host": http.host, "port": http.port},
         "logging_config": {"enable_access_log": False},
-        "applications": [app_config(recipe.model_id, args, user_config)],
+        "applications": [app_config(recipe.model_id, args, user_config),
+                         gateway_config(recipe.serving.route_prefix,
+                                        recipe.serving.max_body_bytes)],
     }
 
 

@@ -231,6 +231,17 @@ def deploy_app(app: dict[str, Any], wait_s: float = WAIT_S) -> None:
     apply_apps(configs, wait_for=app["name"], wait_s=wait_s)
 
 
+def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
+    """Deploy the gateway for the models under ``route_prefix`` unless it runs already."""
+    from framework.backends.ray_serve.config import gateway_config
+
+    gateway = gateway_config(route_prefix, max_body_bytes)
+    configs = app_configs()
+    if gateway["name"] not in configs:
+        configs[gateway["name"]] = gateway
+        apply_apps(configs, wait_for=gateway["name"])
+
+
 def delete_app(model_id: str) -> None:
     """Remove ``model_id``'s application (other apps keep running)."""
     configs = app_configs()

@@ -43,6 +43,7 @@ def app(ray_session, sample_data, tmp_path_factory):
     args = cfg.app_args(recipe, tmp, features=features)
     slot = {"version": "1", "model_path": str(models["1"]), "model_uri": "models:/churn/1"}
     traffic.deploy_app(cfg.app_config("churn", args, cfg.initial_user_config(slot)))
+    traffic.ensure_gateway("/")
     yield {"base": f"http://{host}:{port}", "models": models,
            "table": H.latest_features(sample_data).set_index("customer_id")}
     traffic.delete_app("churn")
@@ -165,8 +166,9 @@ def test_malformed_requests_get_4xx_never_500_or_a_traceback(app):
 def test_every_route_needs_a_key_and_keys_are_scoped(app):
     good = {f: 1.0 for f in H.FEATURES}
     routes = [("GET", "/v1/models", None), ("POST", "/v1/predictions", {"model_id": "churn", "features": good}),
-              ("POST", "/v1/models/churn/predictions", {"features": good}), ("GET", "/docs", None),
-              ("GET", "/openapi.json", None)]
+              ("POST", "/v1/models/churn/predictions", {"features": good}),
+              ("GET", "/v1/models/churn", None), ("GET", "/v1/models/churn/docs", None),
+              ("GET", "/v1/models/churn/openapi.json", None)]
     for method, path, body in routes:
         status, headers, _ = H.call(app["base"] + path, body, None, method=method)
         assert status == 401, path
@@ -174,14 +176,17 @@ def test_every_route_needs_a_key_and_keys_are_scoped(app):
         assert status == 401, path
         status, _, _ = H.call(app["base"] + path, body, KEY, method=method)
         assert status == 200, path
-    for method, path, body in routes[:3]:
+    for method, path, body in routes[1:4]:
         status, _, resp = H.call(app["base"] + path, body, FRAUD_ONLY, method=method)
         assert status == 403, (path, resp)
+    # the listing shows only what the key may see: a fraud-only key sees no churn
+    status, _, listed = H.call(app["base"] + "/v1/models", key=FRAUD_ONLY)
+    assert status == 200 and listed == {"models": []}
     status, _, _ = H.call(app["base"] + "/v1/models", headers={"X-API-Key": KEY})
     assert status == 200
-    assert H.call(app["base"] + "/healthz")[0] == 200
-    status, _, spec = H.call(app["base"] + "/openapi.json", key=KEY)
-    assert "/v1/predictions" in spec["paths"]
+    assert H.call(app["base"] + "/v1/models/churn/healthz")[0] == 200
+    status, _, spec = H.call(app["base"] + "/v1/models/churn/openapi.json", key=KEY)
+    assert "/predictions" in spec["paths"]
 
 
 def test_a_user_config_change_is_applied_in_place_without_failed_requests(app):

@@ -25,8 +25,12 @@ def test_serve_config_is_a_valid_deploy_schema_on_localhost(tmp_path, monkeypatc
     config = cfg.serve_config(recipe, tmp_path, cfg.initial_user_config(MODEL))
     schema = cfg.validate_config(config)
     assert schema.http_options.host == "127.0.0.1"
-    (app,) = schema.applications
+    app, gateway = schema.applications
     assert app.import_path == "framework.serving.app:build_app" and app.name == "churn"
+    # each model at its own prefix; the gateway beside them answers /v1/predictions and /v1/models
+    assert app.route_prefix == "/v1/models/churn"
+    assert gateway.import_path == "framework.serving.gateway:build_gateway"
+    assert gateway.route_prefix == "/v1" and gateway.args["models_prefix"] == "/v1/models"
     deployment = app.deployments[0]
     assert deployment.user_config["slots"]["stable"]["version"] == "3"
     assert deployment.max_ongoing_requests == 128   # 2x: the replica answers the excess with a 503
@@ -151,3 +155,14 @@ def test_malformed_user_config_is_refused_before_it_reaches_replicas(doc, where)
     with pytest.raises(BackendError, match=where):
         check_user_config(doc)
     check_user_config(cfg.initial_user_config(MODEL))
+
+
+def test_models_and_gateways_of_another_route_prefix_never_collide(tmp_path):
+    ours = cfg.serve_config(H.compose_recipe(), tmp_path, cfg.initial_user_config(MODEL))
+    theirs = cfg.serve_config(H.compose_recipe(overrides=["++serving.route_prefix=/team-b/"]),
+                              tmp_path, cfg.initial_user_config(MODEL))
+    routes = [a["route_prefix"] for c in (ours, theirs) for a in c["applications"]]
+    assert routes == ["/v1/models/churn", "/v1", "/team-b/v1/models/churn", "/team-b/v1"]
+    names = [a["name"] for c in (ours, theirs) for a in c["applications"]]
+    assert names[1] != names[3]  # one gateway per prefix
+    cfg.validate_config({"applications": ours["applications"] + [theirs["applications"][1]]})

@@ -1,0 +1,119 @@
+"""The gateway application: ``POST /v1/predictions`` and ``GET /v1/models`` across every deployed model.
+
+Mounted at ``<serving.route_prefix>/v1`` (one per cluster and prefix). Serve routes by the longest
+prefix, so ``/v1/models/<id>/...`` of a deployed model goes straight to that model's app and never
+passes here; what does arrive is the body-addressed route, the listing, and paths of models that do
+not exist (answered 404). A prediction costs one DeploymentHandle hop to the model's app, which
+does every check itself (auth, validation, limits): the gateway holds no keys.
+
+Model apps are found through Serve's own declarative config (apps built by Loom's model builder
+and mounted under this gateway's ``<prefix>/v1/models/``), looked up again at most every
+``REFRESH_S``, so deploying or destroying a model needs no change here. This module does not use ``from __future__ import annotations`` (see ``app.py``).
+"""
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from framework.serving.body import decode_json, read_body, request_id_of
+from framework.serving.problems import ApiError, install_handlers
+
+#: The builder of every Loom model app (``backends.ray_serve.config.IMPORT_PATH``).
+MODEL_IMPORT_PATH = "framework.serving.app:build_app"
+REFRESH_S = 2.0
+#: Request headers a model app needs: the key, the body's type, the request id.
+FORWARDED = ("authorization", "x-api-key", "content-type", "x-request-id")
+
+api = FastAPI(title="Loom prediction API gateway", version="1", docs_url=None, redoc_url=None,
+              openapi_url=None)
+install_handlers(api, request_id_of)
+
+
+@serve.ingress(api)
+class LoomGateway:
+    """Forwards body-addressed predictions to the model's app and lists the models a key may see."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.max_body_bytes = int(args.get("max_body_bytes", 1_048_576))
+        self.models_prefix = str(args.get("models_prefix", "/v1/models")).rstrip("/") + "/"
+        self._models: dict[str, Any] = {}
+        self._seen_at = 0.0
+
+    @api.get("/healthz", include_in_schema=False)
+    async def healthz(self) -> dict[str, Any]:
+        """Liveness, without a key."""
+        return {"status": "ok", "models": len(await self._apps())}
+
+    @api.post("/predictions")
+    async def predictions(self, request: Request) -> JSONResponse:
+        """Predict with the model named by ``model_id`` in the body."""
+        rid = request_id_of(request)
+        raw = await read_body(request, self.max_body_bytes)
+        data = decode_json(raw)
+        model_id = data.get("model_id") if isinstance(data, dict) else None
+        if not isinstance(model_id, str) or not model_id:
+            raise ApiError(422, "model_id is required on /v1/predictions; GET /v1/models lists "
+                                "the models your key may see.",
+                           [{"field": "model_id", "message": "required"}])
+        handle = await self._handle_of(model_id)
+        headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
+        status, body, extra = await handle.forward.remote(raw, headers, rid)
+        return JSONResponse(body, status_code=status, headers=extra)
+
+    @api.post("/models/{model_id}/predictions")
+    async def unknown_model(self, model_id: str) -> None:
+        """Reached only for a model with no app (a deployed one's prefix is longer)."""
+        raise _unknown(model_id)
+
+    @api.get("/models")
+    async def models(self, request: Request) -> dict[str, Any]:
+        """Every deployed model the caller's key may see, and nothing else."""
+        headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
+        apps = await self._apps()
+        answers = await asyncio.gather(*(h.describe_for.remote(headers) for h in apps.values()))
+        seen = [model for status, model in answers if status == 200]
+        if not seen and any(status == 401 for status, _ in answers):
+            raise ApiError(401, "Missing or unknown API key: send 'Authorization: Bearer <key>' "
+                                "or 'X-API-Key'.")
+        return {"models": sorted(seen, key=lambda m: m.get("model_id", ""))}
+
+    async def _handle_of(self, model_id: str) -> Any:
+        apps = await self._apps()
+        if model_id not in apps:
+            apps = await self._apps(refresh=True)  # deployed since the last look?
+        if model_id not in apps:
+            raise _unknown(model_id)
+        return apps[model_id]
+
+    async def _apps(self, refresh: bool = False) -> dict[str, Any]:
+        """Model id → handle of every Loom model app under this gateway; looked up every REFRESH_S."""
+        now = time.monotonic()
+        if refresh and now - self._seen_at < 0.25:
+            refresh = False  # a burst of unknown ids must not hammer the Serve controller
+        if refresh or now - self._seen_at > REFRESH_S:
+            from ray.serve.context import _get_global_client
+
+            configs = await _get_global_client()._controller.get_app_configs.remote()
+            found = {}
+            for name, cfg in configs.items():
+                route = cfg.route_prefix or ""
+                if cfg.import_path == MODEL_IMPORT_PATH and route.startswith(self.models_prefix):
+                    found[route[len(self.models_prefix):]] = name
+            self._models = {model: self._models.get(model) or serve.get_app_handle(app)
+                            for model, app in sorted(found.items())}
+            self._seen_at = now
+        return self._models
+
+
+def _unknown(model_id: str) -> ApiError:
+    return ApiError(404, f"Unknown model '{model_id[:128]}'. GET /v1/models lists the models "
+                         "your key may see.")
+
+
+def build_gateway(args: dict[str, Any]) -> Any:
+    """Serve application builder for the gateway (``import_path: ...gateway:build_gateway``)."""
+    return serve.deployment(LoomGateway).bind(args)

@@ -1,0 +1,194 @@
+"""Alert rules are per model: every Loom series selector in a rendered rule matches only its model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from framework.backends.base import RunContext
+from framework.backends.monitoring import MonitoringBackend, alert_rules
+from framework.backends.promql import promql_string, scope_to_model
+from framework.compile.compiler import compile_steps
+
+ERROR_RATE = ('sum(rate(ray_loom_requests_total{outcome="error"}[5m])) '
+              '/ sum(rate(ray_loom_requests_total[5m])) > 0.02')
+P99 = "histogram_quantile(0.99, sum(rate(ray_loom_request_latency_ms_bucket[5m])) by (le)) > 250"
+
+# (id, expression, the expression scoped to model "churn")
+REWRITES = [
+    ("bare-name", "ray_loom_requests_total", 'ray_loom_requests_total{model="churn"}'),
+    ("with-matcher", 'ray_loom_requests_total{outcome="error"}',
+     'ray_loom_requests_total{outcome="error",model="churn"}'),
+    ("range-vector", "rate(ray_loom_requests_total[5m])", 'rate(ray_loom_requests_total{model="churn"}[5m])'),
+    ("standard-error-rate", ERROR_RATE,
+     'sum(rate(ray_loom_requests_total{outcome="error",model="churn"}[5m])) '
+     '/ sum(rate(ray_loom_requests_total{model="churn"}[5m])) > 0.02'),
+    ("standard-p99-by-le", P99,
+     'histogram_quantile(0.99, sum(rate(ray_loom_request_latency_ms_bucket{model="churn"}[5m])) by (le)) > 250'),
+    ("prefix-names", "ray_loom_request_latency_ms_bucket / ray_loom_requests_total / ray_loom_request",
+     'ray_loom_request_latency_ms_bucket{model="churn"} / ray_loom_requests_total{model="churn"}'
+     ' / ray_loom_request{model="churn"}'),
+    ("brace-and-comma-in-value", 'ray_loom_requests_total{version="a}b,c",outcome="error"}',
+     'ray_loom_requests_total{version="a}b,c",outcome="error",model="churn"}'),
+    ("escaped-quote-in-value", r'ray_loom_requests_total{version="x\"}"}',
+     r'ray_loom_requests_total{version="x\"}",model="churn"}'),
+    ("single-quoted-value", "ray_loom_requests_total{version='a}'}",
+     "ray_loom_requests_total{version='a}',model=\"churn\"}"),
+    ("empty-braces", "ray_loom_requests_total{}", 'ray_loom_requests_total{model="churn"}'),
+    ("trailing-comma", 'ray_loom_requests_total{outcome="error",}',
+     'ray_loom_requests_total{outcome="error",model="churn"}'),
+    ("spaces", 'ray_loom_requests_total { outcome = "error" } [5m]',
+     'ray_loom_requests_total { outcome = "error",model="churn" } [5m]'),
+    ("regex-matcher", 'ray_loom_requests_total{outcome=~"error|client_error"}',
+     'ray_loom_requests_total{outcome=~"error|client_error",model="churn"}'),
+    ("other-series-untouched", 'ray_serve_num_http_requests_total{route="/x"} + up + xray_loom_a + a_ray_loom_b',
+     'ray_serve_num_http_requests_total{route="/x"} + up + xray_loom_a + a_ray_loom_b'),
+    ("mixed-series", "sum(rate(ray_loom_requests_total[5m])) / sum(rate(ray_serve_num_http_requests_total[5m]))",
+     'sum(rate(ray_loom_requests_total{model="churn"}[5m])) / sum(rate(ray_serve_num_http_requests_total[5m]))'),
+    ("strings-untouched", 'label_replace(ray_loom_circuit_state, "dst", "ray_loom_x", "src", "(.*)")',
+     'label_replace(ray_loom_circuit_state{model="churn"}, "dst", "ray_loom_x", "src", "(.*)")'),
+    ("label-lists-untouched", "sum by (ray_loom_shard) (ray_loom_fallbacks_total) * on (ray_loom_shard)"
+     " group_left (level) ray_loom_cache_hits_total",
+     'sum by (ray_loom_shard) (ray_loom_fallbacks_total{model="churn"}) * on (ray_loom_shard)'
+     ' group_left (level) ray_loom_cache_hits_total{model="churn"}'),
+    ("upper-case-keywords", "SUM BY (le) (ray_loom_request_latency_ms_bucket)",
+     'SUM BY (le) (ray_loom_request_latency_ms_bucket{model="churn"})'),
+    ("label-names-in-other-braces", 'up{ray_loom_job="x"}', 'up{ray_loom_job="x"}'),
+    ("subquery-and-offset", "max_over_time(ray_loom_circuit_state[1h:5m] offset 10m) >= 2",
+     'max_over_time(ray_loom_circuit_state{model="churn"}[1h:5m] offset 10m) >= 2'),
+    ("comment-stays-last", 'ray_loom_requests_total{outcome="error" # why\n}',
+     'ray_loom_requests_total{outcome="error",model="churn" # why\n}'),
+    ("dunder-name", '{__name__="ray_loom_requests_total",outcome="error"}',
+     '{__name__="ray_loom_requests_total",outcome="error",model="churn"}'),
+    ("dunder-name-regex-untouched", '{__name__=~"ray_loom_.*"}', '{__name__=~"ray_loom_.*"}'),
+    ("quoted-metric-name", '{"ray_loom_requests_total", outcome="error"}',
+     '{"ray_loom_requests_total", outcome="error",model="churn"}'),
+]
+
+# A selector that already names the model is the user's choice and stays as written.
+EXPLICIT = [
+    'ray_loom_requests_total{model="fraud"}',
+    'ray_loom_requests_total{outcome="error", model!="fraud"}',
+    'sum(rate(ray_loom_requests_total{model=~"churn|fraud"}[5m])) by (model)',
+    '{__name__="ray_loom_requests_total", "model"="fraud"}',
+]
+
+NEEDS_PROMETHEUS_3 = {"quoted-metric-name"}  # promtool 2.x parses no quoted metric or label names
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None,
+                                    reason="promtool is not on PATH (it ships with Prometheus)")
+
+
+def _ctx(project: Path, tmp_path: Path, *overrides: str) -> RunContext:
+    from framework.loading import load_recipe
+
+    recipe = load_recipe(["recipe=churn", *overrides], project_dir=project).recipe
+    return RunContext(recipe=recipe, project_dir=project, workspace=tmp_path / "ws")
+
+
+def _apply(ctx: RunContext) -> dict:
+    (step,) = [s for s in compile_steps(ctx.recipe, {}) if s.kind == "monitoring.rules"]
+    return MonitoringBackend().apply(step, ctx)
+
+
+def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def _exprs(rules: dict) -> dict[str, str]:
+    return {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+
+
+@pytest.mark.parametrize(("expr", "expected"), [c[1:] for c in REWRITES], ids=[c[0] for c in REWRITES])
+def test_every_loom_selector_gets_the_model_matcher(expr: str, expected: str) -> None:
+    assert scope_to_model(expr, "churn") == expected
+    assert scope_to_model(expected, "churn") == expected  # scoping twice changes nothing
+
+
+@pytest.mark.parametrize("expr", EXPLICIT)
+def test_a_selector_with_its_own_model_matcher_is_unchanged(expr: str) -> None:
+    assert scope_to_model(expr, "churn") == expr
+
+
+def test_only_the_selectors_without_a_model_matcher_are_scoped() -> None:
+    expr = 'ray_loom_requests_total{model="fraud"} / ray_loom_requests_total'
+    assert scope_to_model(expr, "churn") == (
+        'ray_loom_requests_total{model="fraud"} / ray_loom_requests_total{model="churn"}')
+
+
+def test_the_model_id_is_escaped_as_a_promql_string() -> None:
+    assert promql_string('we"ird\\id') == r'"we\"ird\\id"'
+    assert promql_string("line\nbreak") == r'"line\nbreak"'
+    assert scope_to_model("ray_loom_cache_hits_total", 'a"b') == r'ray_loom_cache_hits_total{model="a\"b"}'
+
+
+def test_the_standard_alerts_for_churn_match_only_churn(project: Path, tmp_path: Path) -> None:
+    exprs = _exprs(alert_rules(_ctx(project, tmp_path)))
+    scoped = {case: expected for case, _, expected in REWRITES}
+    assert exprs == {"high_error_rate": scoped["standard-error-rate"],
+                     "slow_predictions": scoped["standard-p99-by-le"]}
+    for expr in exprs.values():
+        selectors = re.findall(r"ray_loom_\w+(\{[^}]*\})?", expr)
+        assert selectors and all('model="churn"' in s for s in selectors), expr
+
+
+def test_rules_for_two_models_differ_only_by_model(project: Path, tmp_path: Path) -> None:
+    churn = alert_rules(_ctx(project, tmp_path))
+    fraud = alert_rules(_ctx(project, tmp_path, "registry.model_name=fraud"))
+    assert churn != fraud
+    assert json.loads(json.dumps(churn).replace("churn", "fraud")) == fraud
+    assert all(r["labels"]["model"] == "fraud" for r in fraud["groups"][0]["rules"])
+
+
+def test_the_written_rules_file_holds_the_scoped_rules(project: Path, tmp_path: Path) -> None:
+    ctx = _ctx(project, tmp_path)
+    path = Path(_apply(ctx)["rules_file"])
+    assert yaml.safe_load(path.read_text(encoding="utf-8")) == alert_rules(ctx)
+
+
+@needs_promtool
+def test_promtool_accepts_the_rendered_rules(project: Path, tmp_path: Path) -> None:
+    rules_file = _apply(_ctx(project, tmp_path))["rules_file"]
+    result = _promtool("check", "rules", rules_file, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_parses_every_rewritten_expression(tmp_path: Path) -> None:
+    exprs = [c[2] for c in REWRITES if c[0] not in NEEDS_PROMETHEUS_3]
+    exprs += [scope_to_model(e, "churn") for e in EXPLICIT if '"model"' not in e]
+    rules = [{"alert": f"rewrite_{i}", "expr": e} for i, e in enumerate(exprs)]
+    (tmp_path / "rewrites.yml").write_text(json.dumps({"groups": [{"name": "rewrites", "rules": rules}]}),
+                                           encoding="utf-8")
+    result = _promtool("check", "rules", "rewrites.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_fraud_errors_fire_fraud_alert_only(project: Path, tmp_path: Path) -> None:
+    files = [_apply(_ctx(project, tmp_path / m, f"registry.model_name={m}"))["rules_file"]
+             for m in ("churn", "fraud")]
+    series = [("churn", "ok", "0+100x20"), ("fraud", "ok", "0+100x20"), ("fraud", "error", "0+10x20")]
+    test = {
+        "rule_files": files,
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": f'ray_loom_requests_total{{model="{m}",version="1",outcome="{o}"}}',
+                              "values": v} for m, o, v in series],
+            # fraud fails 10 requests in 110 (> 2%), churn none: only fraud's alert may fire.
+            "alert_rule_test": [{"eval_time": "15m", "alertname": "high_error_rate", "exp_alerts": [
+                {"exp_labels": {"severity": "critical", "model": "fraud"},
+                 "exp_annotations": {"summary": "More than 2% of prediction requests fail."}}]}],
+        }],
+    }
+    (tmp_path / "test.yml").write_text(json.dumps(test), encoding="utf-8")
+    result = _promtool("test", "rules", "test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
