@@ -106,6 +106,55 @@ def apply(planned: Planned | Plan, backend: Backend | None = None,
         return executor.apply(planned.plan, planned.ctx, planned.state, backends, on_step)
 
 
+def plan_destroy(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
+                 purge_registry: bool = False) -> Planned:
+    """The plan that removes recipe ``args``'s steps from the workspace (``loom destroy``)."""
+    from framework.compile.compiler import compile_plan
+    from framework.execute.destroy import destroy_plan
+
+    loaded = validate(args, templates, project_dir)
+    recipe, project = loaded.recipe, loaded.project_dir
+    ctx = context(recipe, project)
+    state = state_of(recipe, ctx.workspace, _relative(loaded.file, project))
+    compiled = compile_plan(recipe, loaded.data, {}, str(project))
+    return Planned(destroy_plan(compiled, state, recipe.project, purge_registry), ctx, state,
+                   loaded.warnings)
+
+
+def destroy(planned: Planned, purge_registry: bool = False, backend: Backend | None = None,
+            progress: Callable[[str], None] = lambda s: None,
+            on_step: Callable[[Step, str], None] = lambda step, phase: None) -> list[StepResult]:
+    """Apply a destroy plan, then forget the recipe: its state section and finished rollout.
+
+    Serving steps are removed from the recipe's running cluster; when none runs, nothing is
+    deployed, so they are only forgotten (no cluster is started to destroy).
+    """
+    from framework.execute import executor
+    from framework.execute.backends import Backends
+    from framework.execute.destroy import HISTORY_KINDS
+
+    planned.ctx.progress = progress
+    ctx, kinds = planned.ctx, {s.kind for s in planned.plan.steps}
+    forget = set() if purge_registry else set(HISTORY_KINDS)
+    if backend is None and kinds & SERVING_KINDS:
+        from framework.backends.ray_serve import runtime
+
+        if not runtime.connect(ctx.recipe, ctx.workspace, start=False):
+            forget |= SERVING_KINDS
+    results = executor.apply(planned.plan, ctx, planned.state, Backends(backend), on_step,
+                             forget_only=frozenset(forget))
+    _forget_recipe(planned.state, ctx.recipe.model_id)
+    return results
+
+
+def _forget_recipe(state: State, model_id: str) -> None:
+    state.drop()
+    with state.store.transaction() as doc:
+        rollout = doc["rollouts"].get(model_id)
+        if rollout is not None and rollout.get("status") != "running":
+            del doc["rollouts"][model_id]
+
+
 def _check_sources(ctx: RunContext) -> None:
     """Source files must match the recipe (columns, types, timestamps) before anything is applied."""
     from framework.backends.feast.sources import check_sources

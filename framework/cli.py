@@ -19,6 +19,8 @@ EPILOG = """examples:
   loom plan recipe=churn rollout=canary training.model.params.max_depth=8
   loom launch recipe=churn
   loom plan recipe=churn -o plan.json && loom apply plan.json
+  loom status
+  loom destroy recipe=fraud --yes
 """
 
 
@@ -64,10 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p)
 
     for name, text in (("up", "start the workspace's Ray head in the background"),
-                       ("down", "stop the workspace's Ray head (and what runs on it)"),
-                       ("status", "show the workspace's Ray head")):
+                       ("down", "stop the workspace's Ray head (and what runs on it)")):
         p = sub.add_parser(name, help=text)
         _recipe_args(p)
+
+    p = sub.add_parser("status", help="every recipe applied in the project (or one, in detail) "
+                                      "and the workspace's Ray head")
+    _recipe_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    p = sub.add_parser("destroy", help="remove a recipe's app, rollout, Feast objects and state")
+    _recipe_args(p)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--purge-registry", action="store_true",
+                   help="also delete the recipe's MLflow runs and model versions (kept by default)")
 
     p = sub.add_parser("predict", help="call the deployed model as a client would")
     _recipe_args(p)
@@ -278,6 +290,47 @@ def cmd_cluster(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(ns: argparse.Namespace) -> int:
+    from framework import ops
+
+    out = ops.status(ns.args, tuple(ns.templates), ns.project)
+    if ns.json:
+        _print_json(out)
+        return 0
+    cluster = out["cluster"]
+    if "recipes" in out:
+        print(ops.status_table(out["recipes"]))
+    else:
+        _print_json(out["recipe"])
+    state = "running at " + str(cluster.get("address")) if cluster.get("running") else "not running"
+    print(f"\nWorkspace {out['workspace']}; Ray head {state}.")
+    return 0
+
+
+def cmd_destroy(ns: argparse.Namespace) -> int:
+    from framework import api
+    from framework.compile.render import render
+
+    planned = api.plan_destroy(ns.args, tuple(ns.templates), ns.project, ns.purge_registry)
+    name = planned.plan.recipe_name
+    if not planned.plan.steps:
+        print(f"Recipe '{name}' has nothing applied in {planned.ctx.workspace}; nothing to destroy.")
+        return 0
+    print(render(planned.plan))
+    if not ns.yes:
+        if not sys.stdin.isatty():
+            print(f"\nRefusing to destroy '{name}' without confirmation: add --yes.", file=sys.stderr)
+            return 1
+        if input(f"\nDestroy recipe '{name}'? Type its name to confirm: ").strip() != name:
+            print("Not confirmed; nothing was changed.")
+            return 1
+    results = api.destroy(planned, ns.purge_registry, progress=_progress,
+                          on_step=_on_step(len(planned.plan.steps)))
+    print(f"\nDestroyed recipe '{name}': {len(results)} step{'s' if len(results) != 1 else ''} "
+          "removed; other recipes are unchanged.")
+    return 0
+
+
 def cmd_predict(ns: argparse.Namespace) -> int:
     from framework import ops
 
@@ -342,7 +395,8 @@ COMMANDS = {
     "train": cmd_train,
     "up": cmd_cluster,
     "down": cmd_cluster,
-    "status": cmd_cluster,
+    "status": cmd_status,
+    "destroy": cmd_destroy,
     "predict": cmd_predict,
     "export": cmd_export,
     "features": cmd_features,

@@ -39,7 +39,7 @@ def _cluster_target(args: list[str], templates: tuple[str, ...], project_dir: Pa
 
 def cluster(action: str, args: list[str], templates: tuple[str, ...] = (),
             project_dir: Path | None = None) -> dict[str, Any]:
-    """``loom up|down|status``: the workspace's embedded Ray head."""
+    """``loom up|down``: the workspace's embedded Ray head (``status`` reports it too)."""
     from framework.backends.ray_serve import commands
 
     recipe, workspace = _cluster_target(args, templates, project_dir)
@@ -48,6 +48,28 @@ def cluster(action: str, args: list[str], templates: tuple[str, ...] = (),
     if action == "down":
         return commands.cluster_down(workspace)
     return commands.cluster_status(workspace)
+
+
+def status(args: list[str], templates: tuple[str, ...] = (),
+           project_dir: Path | None = None) -> dict[str, Any]:
+    """``loom status [recipe=NAME]``: every applied recipe (or one in detail) and the Ray head."""
+    from framework.backends.ray_serve import commands
+    from framework.execute import overview
+
+    recipe, workspace = _cluster_target(args, templates, project_dir)
+    out: dict[str, Any] = {"workspace": str(workspace), "cluster": commands.cluster_status(workspace)}
+    if hasattr(recipe, "name"):
+        out["recipe"] = overview.detail(workspace, recipe.name)
+    else:
+        out["recipes"] = overview.recipes(workspace)
+    return out
+
+
+def status_table(rows: list[dict[str, Any]]) -> str:
+    """``loom status``'s table of applied recipes."""
+    from framework.execute.overview import format_table
+
+    return format_table(rows)
 
 
 def _split_pairs(args: list[str], templates: tuple[str, ...],

@@ -43,7 +43,8 @@ def render(plan: Plan, verbose: bool = False) -> str:
         change = ""
         if step.action == "update":
             change = f"  ({short(step.observed_fingerprint, 8)} -> {short(step.fingerprint, 8)})"
-        lines.append(f"  {SYMBOL[step.action]} {step.address:<{width}}  {step.action:<7} {_attrs(step)}{change}"
+        what = f"({step.reason})" if step.action == "delete" and step.reason else _attrs(step)
+        lines.append(f"  {SYMBOL[step.action]} {step.address:<{width}}  {step.action:<7} {what}{change}"
                      .rstrip())
     counts = {a: sum(1 for s in plan.steps if s.action == a) for a in SYMBOL}
     if not plan.has_changes:

@@ -5,6 +5,18 @@ from __future__ import annotations
 from framework.compile.plan import Plan, Step
 
 
+#: Step kinds in the order a plan applies them; deletes run in the reverse order.
+KIND_ORDER = ("feast.entity", "feast.view", "feast.service", "feast.materialize", "training.dataset",
+              "training.tune", "training.train", "training.gates", "registry.register",
+              "serving.deploy", "rollout.step", "monitoring.rules")
+
+
+def delete_order(owned: dict[str, str]) -> list[tuple[str, str]]:
+    """``owned`` (address → kind) in the order to delete: dependents before what they depend on."""
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    return sorted(owned.items(), key=lambda item: (-rank.get(item[1], len(rank)), item[0]))
+
+
 def decide(step: Step, observed: str | None) -> Step:
     """The step with its action and reason set from what is observed."""
     if observed is None:
@@ -27,7 +39,7 @@ def diff(plan: Plan, observed: dict[str, str | None], owned: dict[str, str]) -> 
     deletes = [
         Step(address=addr, kind=kind, fingerprint="", action="delete",
              observed_fingerprint=observed.get(addr), reason="no longer in the recipe")
-        for addr, kind in reversed(list(owned.items()))
+        for addr, kind in delete_order(owned)
         if addr not in desired
     ]
     return plan.model_copy(update={"steps": tuple(steps + deletes)})

@@ -111,12 +111,14 @@ class StepResult:
 
 
 def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
-          on_step: Callable[[Step, str], None] = lambda step, phase: None) -> list[StepResult]:
+          on_step: Callable[[Step, str], None] = lambda step, phase: None,
+          forget_only: frozenset[str] = frozenset()) -> list[StepResult]:
     """Apply the plan's changes in order; no-op steps contribute their recorded outputs.
 
     Each finished step is recorded at once, so a failure leaves exactly the finished steps applied
     and a re-run resumes at the failed one. A plan made against a state that has changed since is
-    refused rather than applied blindly.
+    refused rather than applied blindly. Deleted steps of a kind in ``forget_only`` leave this
+    recipe's state but keep what the engine holds (``loom destroy`` keeps registry history).
     """
     results = []
     # Lineage: training runs log the composed recipe and its fingerprint.
@@ -134,7 +136,8 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
             backend = backends.for_step(step)
             if step.action == "delete":
                 # An object another recipe still uses leaves only this recipe's state.
-                if not state.users_of(step.address, ctx.recipe.project):
+                if step.kind not in forget_only and not state.users_of(step.address,
+                                                                       ctx.recipe.project):
                     _call(step, "delete", lambda: backend.delete(step.address, ctx))
                 state.forget(step.address)
                 outputs: dict[str, Any] = {}

@@ -10,6 +10,7 @@ This module does not use ``from __future__ import annotations``: Serve ships the
 value, and FastAPI must see real ``Request`` annotations on the route methods.
 """
 
+import functools
 import os
 import random
 import time
@@ -43,6 +44,10 @@ def _body(model_id: str, answers: list[dict], single: bool, latency: float, rid:
         return {"model_id": model_id, **answers[0], "latency_ms": round(latency, 3), "request_id": rid}
     return {"model_id": model_id, "predictions": answers, "latency_ms": round(latency, 3),
             "request_id": rid}
+
+
+async def _decoded(raw: bytes, max_bytes: int) -> Any:
+    return decode_json(raw, max_bytes)
 
 
 def _replica_id() -> str:
@@ -106,7 +111,7 @@ class LoomPredictor:
     async def predictions(self, request: Request) -> JSONResponse:
         """Predict with this model (``POST /v1/models/{model_id}/predictions``)."""
         max_bytes = self.args.serving.max_body_bytes
-        body = await self._handle(request.headers, lambda: read_json(request, max_bytes),
+        body = await self._handle(request.headers, functools.partial(read_json, request, max_bytes),
                                   request_id_of(request))
         return JSONResponse(body)
 
@@ -139,7 +144,9 @@ class LoomPredictor:
         """
         max_bytes = self.args.serving.max_body_bytes
         try:
-            body = await self._handle(headers, lambda: _decoded(raw, max_bytes), rid)
+            # Helpers this class uses are defined above it: ``serve.ingress`` copies the class
+            # by value when it is decorated, with the module globals that exist then.
+            body = await self._handle(headers, functools.partial(_decoded, raw, max_bytes), rid)
         except ApiError as exc:
             return exc.status, error_body(exc.status, exc.message, rid, exc.details), exc.headers
         except Exception:  # logged here; the client sees the one error shape, never internals
@@ -192,10 +199,6 @@ class LoomPredictor:
         if req.model_id is not None and req.model_id != self.args.model_id:
             raise ApiError(422, f"model_id '{req.model_id}' in the body differs from "
                                 f"'{self.args.model_id}' in the path.")
-
-
-async def _decoded(raw: bytes, max_bytes: int) -> Any:
-    return decode_json(raw, max_bytes)
 
 
 def build_app(args: dict[str, Any]) -> Any:

@@ -33,6 +33,13 @@ api = FastAPI(title="Loom prediction API gateway", version="1", docs_url=None, r
 install_handlers(api, request_id_of)
 
 
+def _unknown(model_id: str) -> ApiError:
+    return ApiError(404, f"Unknown model '{model_id[:128]}'. GET /v1/models lists the models "
+                         "your key may see.")
+
+
+# Everything the class uses is defined above it: ``serve.ingress`` copies the class by value when
+# it is decorated, with the module globals that exist then.
 @serve.ingress(api)
 class LoomGateway:
     """Forwards body-addressed predictions to the model's app and lists the models a key may see."""
@@ -107,11 +114,6 @@ class LoomGateway:
                             for model, app in sorted(found.items())}
             self._seen_at = now
         return self._models
-
-
-def _unknown(model_id: str) -> ApiError:
-    return ApiError(404, f"Unknown model '{model_id[:128]}'. GET /v1/models lists the models "
-                         "your key may see.")
 
 
 def build_gateway(args: dict[str, Any]) -> Any:

@@ -76,6 +76,7 @@ class ServeBackend:
             from framework.serving.stats import drop_stats
 
             traffic.delete_app(ctx.recipe.model_id)
+            traffic.drop_gateway_if_unused(ctx.recipe.serving.route_prefix)
             drop_stats(ctx.recipe.model_id)
 
     # -- steps -----------------------------------------------------------------------------------

@@ -242,6 +242,21 @@ def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
         apply_apps(configs, wait_for=gateway["name"])
 
 
+def drop_gateway_if_unused(route_prefix: str) -> bool:
+    """Remove the gateway of ``route_prefix`` once no model app is mounted under it; True if so."""
+    from framework.backends.ray_serve.config import IMPORT_PATH, gateway_config, model_route
+
+    name = gateway_config(route_prefix)["name"]
+    under = model_route(route_prefix, "")
+    configs = app_configs()
+    models = [n for n, c in configs.items() if c.get("import_path") == IMPORT_PATH
+              and str(c.get("route_prefix", "")).startswith(under)]
+    if models or configs.pop(name, None) is None:
+        return False
+    apply_apps(configs)
+    return True
+
+
 def delete_app(model_id: str) -> None:
     """Remove ``model_id``'s application (other apps keep running)."""
     configs = app_configs()

@@ -42,16 +42,9 @@ def feast_ctx(tmp_path: Path) -> Callable[[Recipe], tuple[Recipe, RunContext]]:
 
 
 def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.skip("redis-server is not installed and the tests cannot install it (not root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env,
-                   capture_output=True, timeout=600)
-    return shutil.which("redis-server") or "/usr/bin/redis-server"
+    import debian
+
+    return debian.binary("redis-server", "redis-server")
 
 
 def _free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,9 +80,6 @@ EXPLICIT = [
 
 NEEDS_PROMETHEUS_3 = {"quoted-metric-name"}  # promtool 2.x parses no quoted metric or label names
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None,
-                                    reason="promtool is not on PATH (it ships with Prometheus)")
 
 
 def _ctx(project: Path, tmp_path: Path, *overrides: str) -> RunContext:
@@ -98,8 +94,8 @@ def _apply(ctx: RunContext) -> dict:
     return MonitoringBackend().apply(step, ctx)
 
 
-def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+def _promtool(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def _exprs(rules: dict) -> dict[str, str]:
@@ -153,26 +149,23 @@ def test_the_written_rules_file_holds_the_scoped_rules(project: Path, tmp_path: 
     assert yaml.safe_load(path.read_text(encoding="utf-8")) == alert_rules(ctx)
 
 
-@needs_promtool
-def test_promtool_accepts_the_rendered_rules(project: Path, tmp_path: Path) -> None:
+def test_promtool_accepts_the_rendered_rules(project: Path, tmp_path: Path, promtool: str) -> None:
     rules_file = _apply(_ctx(project, tmp_path))["rules_file"]
-    result = _promtool("check", "rules", rules_file, cwd=tmp_path)
+    result = _promtool(promtool, "check", "rules", rules_file, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
-def test_promtool_parses_every_rewritten_expression(tmp_path: Path) -> None:
+def test_promtool_parses_every_rewritten_expression(tmp_path: Path, promtool: str) -> None:
     exprs = [c[2] for c in REWRITES if c[0] not in NEEDS_PROMETHEUS_3]
     exprs += [scope_to_model(e, "churn") for e in EXPLICIT if '"model"' not in e]
     rules = [{"alert": f"rewrite_{i}", "expr": e} for i, e in enumerate(exprs)]
     (tmp_path / "rewrites.yml").write_text(json.dumps({"groups": [{"name": "rewrites", "rules": rules}]}),
                                            encoding="utf-8")
-    result = _promtool("check", "rules", "rewrites.yml", cwd=tmp_path)
+    result = _promtool(promtool, "check", "rules", "rewrites.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
-def test_fraud_errors_fire_fraud_alert_only(project: Path, tmp_path: Path) -> None:
+def test_fraud_errors_fire_fraud_alert_only(project: Path, tmp_path: Path, promtool: str) -> None:
     files = [_apply(_ctx(project, tmp_path / m, f"registry.model_name={m}"))["rules_file"]
              for m in ("churn", "fraud")]
     series = [("churn", "ok", "0+100x20"), ("fraud", "ok", "0+100x20"), ("fraud", "error", "0+10x20")]
@@ -190,5 +183,5 @@ def test_fraud_errors_fire_fraud_alert_only(project: Path, tmp_path: Path) -> No
         }],
     }
     (tmp_path / "test.yml").write_text(json.dumps(test), encoding="utf-8")
-    result = _promtool("test", "rules", "test.yml", cwd=tmp_path)
+    result = _promtool(promtool, "test", "rules", "test.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

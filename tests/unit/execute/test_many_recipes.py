@@ -77,3 +77,62 @@ def test_a_shared_object_defined_alike_is_planned_and_kept_while_another_uses_it
     assert ("delete", "feast.entity.old_only_here") not in fake.calls
     assert State(project / ".loom", "retention").fingerprint("feast.entity.old_only_here") is None
     assert State(project / ".loom", "churn").fingerprint("feast.entity.old_only_here") == "sha256:x"
+
+
+def test_destroy_removes_one_recipe_and_leaves_the_others_plans_unchanged(project: Path) -> None:
+    fake = FakeBackend()
+    for name in ("churn", "fraud"):
+        api.apply(api.plan([f"recipe={name}"], backend=fake), backend=fake)
+    planned = api.plan_destroy(["recipe=fraud"])
+    assert planned.plan.steps and {s.action for s in planned.plan.steps} == {"delete"}
+    assert planned.plan.steps[0].address == "monitoring.rules"  # reverse apply order
+    fake.calls.clear()
+    api.destroy(planned, backend=fake)
+    deleted = {a for verb, a in fake.calls if verb == "delete"}
+    assert "serving.deploy" in deleted and "feast.entity.account" in deleted
+    # registry history stays: runs and versions are forgotten by the state, not deleted
+    assert not deleted & {"training.train", "training.gates", "registry.register"}
+    assert State(project / ".loom", "fraud").entries == {}
+    assert "fraud" not in State(project / ".loom", "churn").others()
+    assert not api.plan(["recipe=churn"], backend=fake).plan.has_changes
+    assert {s.action for s in api.plan(["recipe=fraud"], backend=fake).plan.steps} == {"create"}
+
+
+def test_destroy_with_purge_registry_deletes_the_history_too(project: Path) -> None:
+    fake = FakeBackend()
+    api.apply(api.plan(["recipe=fraud"], backend=fake), backend=fake)
+    fake.calls.clear()
+    api.destroy(api.plan_destroy(["recipe=fraud"], purge_registry=True), purge_registry=True,
+                backend=fake)
+    assert {"training.train", "registry.register"} <= {a for verb, a in fake.calls if verb == "delete"}
+
+
+def test_a_shared_entity_survives_destroying_one_of_its_recipes(project: Path) -> None:
+    fake = FakeBackend()
+    api.apply(api.plan(["recipe=churn"], backend=fake), backend=fake)
+    _sibling(project, "retention")
+    api.apply(api.plan(["recipe=retention"], backend=fake), backend=fake)
+    planned = api.plan_destroy(["recipe=retention"])
+    reasons = {s.address: s.reason for s in planned.plan.steps}
+    assert "kept in Feast: recipe churn" in reasons["feast.entity.customer"]
+    fake.calls.clear()
+    api.destroy(planned, backend=fake)
+    deleted = {a for verb, a in fake.calls if verb == "delete"}
+    assert not {"feast.entity.customer", "feast.view.customer_profile"} & deleted
+    assert "serving.deploy" in deleted  # retention's own app goes
+    assert not api.plan(["recipe=churn"], backend=fake).plan.has_changes
+
+
+def test_status_lists_every_applied_recipe(project: Path) -> None:
+    from framework import ops
+
+    fake = FakeBackend()
+    for name in ("churn", "fraud"):
+        api.apply(api.plan([f"recipe={name}"], backend=fake), backend=fake)
+    rows = ops.status([])["recipes"]
+    assert [(r["recipe"], r["model_id"], r["recipe_file"]) for r in rows] == [
+        ("churn", "churn", "recipes/churn.yaml"), ("fraud", "fraud", "recipes/fraud.yaml")]
+    table = ops.status_table(rows)
+    assert table.splitlines()[0].split()[:3] == ["RECIPE", "MODEL", "STABLE"]
+    one = ops.status(["recipe=fraud"])["recipe"]
+    assert one["applied"] and any(s["address"] == "serving.deploy" for s in one["applied_steps"])
