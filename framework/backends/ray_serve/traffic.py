@@ -16,6 +16,7 @@ The ``user_config`` document (the contract with the rollout controller)::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from framework.errors import BackendError
@@ -158,18 +159,50 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
             failed the change.
     """
     check_user_config(user_config)
-    configs = app_configs()
-    if model_id not in configs:
-        raise BackendError(
-            f"No Serve application '{model_id}' to reconfigure; deploy it first with "
-            "`loom launch recipe=...`."
-        )
     if surge:
-        _scale(configs, model_id, True, wait_s)
-    configs[model_id]["deployments"][0]["user_config"] = user_config
-    apply_apps(configs, wait_for=model_id, wait_s=wait_s)
+        _scale(model_id, True, wait_s)
+
+    def put(configs: dict[str, dict[str, Any]]) -> bool:
+        if model_id not in configs:
+            raise BackendError(
+                f"No Serve application '{model_id}' to reconfigure; deploy it first with "
+                "`loom launch recipe=...`."
+            )
+        configs[model_id]["deployments"][0]["user_config"] = user_config
+        return True
+
+    _edit(put, wait_for=model_id, wait_s=wait_s)
+    live = current_user_config(model_id)
+    if live != user_config:  # only a writer outside Loom (`serve deploy`) can get in between
+        raise BackendError(
+            f"Serve application '{model_id}' runs config_version "
+            f"{(live or {}).get('config_version')} after this change set "
+            f"{user_config.get('config_version')}: something outside Loom changed the Serve "
+            "config meanwhile. The change is retried; stop the other writer."
+        )
     if surge is False:
-        _scale(configs, model_id, False, wait_s)
+        _scale(model_id, False, wait_s)
+
+
+def _edit(edit: Callable[[dict[str, dict[str, Any]]], bool], wait_for: str | None = None,
+          wait_s: float = WAIT_S) -> bool:
+    """Change Serve's declarative config without losing another writer's change.
+
+    Under the cluster-wide config lock: read every application's config, let ``edit`` change it
+    in place, and write it back when ``edit`` returns True. Waiting for ``wait_for`` to be
+    RUNNING again happens after the lock is released, so other models' changes are not held up
+    by this one's replicas. Returns whether anything was written.
+    """
+    from framework.backends.ray_serve import config_lock
+
+    with config_lock.held():
+        configs = app_configs()
+        changed = edit(configs)
+        if changed:
+            apply_apps(configs)
+    if changed and wait_for is not None:
+        wait_running(wait_for, wait_s)
+    return changed
 
 
 def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
@@ -184,37 +217,50 @@ def set_surge(model_id: str, on: bool, wait_s: float = WAIT_S) -> bool:
     Returns:
         False when the extra replicas were wanted but could not start; True otherwise.
     """
-    return _scale(app_configs(), model_id, on, wait_s)
+    return _scale(model_id, on, wait_s)
 
 
-def _scale(configs: dict[str, dict[str, Any]], model_id: str, on: bool, wait_s: float) -> bool:
-    """``set_surge`` on ``configs`` (every declarative app, as fetched), which it keeps current."""
+def _scale(model_id: str, on: bool, wait_s: float) -> bool:
+    """``set_surge``: the replica count of ``model_id`` with or without the surge replicas."""
     from framework.serving.settings import parse_args, replica_options
 
     if not on:
         _NO_ROOM.discard(model_id)
     elif model_id in _NO_ROOM:  # tried in this process already: do not wait again at every step
         return False
-    app = configs.get(model_id)
-    if app is None:
+    saved: dict[str, Any] = {}
+
+    def resize(configs: dict[str, dict[str, Any]]) -> bool:
+        app = configs.get(model_id)
+        if app is None:
+            return False
+        deployment = app["deployments"][0]
+        want = replica_options(parse_args(app["args"]).serving, on)
+        if {key: deployment.get(key) for key in want} == want:
+            return False
+        saved["want"] = want
+        saved["base"] = {key: deployment.pop(key) for key in ("num_replicas", "autoscaling_config")
+                         if key in deployment}
+        deployment.update(want)
         return True
-    deployment = app["deployments"][0]
-    want = replica_options(parse_args(app["args"]).serving, on)
-    if {key: deployment.get(key) for key in want} == want:
+
+    def restore(configs: dict[str, dict[str, Any]]) -> bool:
+        app = configs.get(model_id)
+        if app is None:
+            return False
+        deployment = app["deployments"][0]
+        for key in saved["want"]:
+            deployment.pop(key, None)
+        deployment.update(saved["base"])
         return True
-    base = {key: deployment.pop(key) for key in ("num_replicas", "autoscaling_config")
-            if key in deployment}
-    deployment.update(want)
+
     if not on:
-        apply_apps(configs)
+        _edit(resize)
         return True
     try:
-        apply_apps(configs, wait_for=model_id, wait_s=min(wait_s, SURGE_WAIT_S))
+        _edit(resize, wait_for=model_id, wait_s=min(wait_s, SURGE_WAIT_S))
     except BackendError:
-        for key in want:
-            deployment.pop(key)
-        deployment.update(base)
-        apply_apps(configs, wait_for=model_id, wait_s=wait_s)
+        _edit(restore, wait_for=model_id, wait_s=wait_s)
         _NO_ROOM.add(model_id)
         return False
     return True
@@ -226,9 +272,12 @@ _NO_ROOM: set[str] = set()
 
 def deploy_app(app: dict[str, Any], wait_s: float = WAIT_S) -> None:
     """Create or update one application, keeping every other declarative app as it is."""
-    configs = app_configs()
-    configs[app["name"]] = app
-    apply_apps(configs, wait_for=app["name"], wait_s=wait_s)
+
+    def put(configs: dict[str, dict[str, Any]]) -> bool:
+        configs[app["name"]] = app
+        return True
+
+    _edit(put, wait_for=app["name"], wait_s=wait_s)
 
 
 def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
@@ -236,10 +285,14 @@ def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
     from framework.backends.ray_serve.config import gateway_config
 
     gateway = gateway_config(route_prefix, max_body_bytes)
-    configs = app_configs()
-    if gateway["name"] not in configs:
+
+    def add(configs: dict[str, dict[str, Any]]) -> bool:
+        if gateway["name"] in configs:
+            return False
         configs[gateway["name"]] = gateway
-        apply_apps(configs, wait_for=gateway["name"])
+        return True
+
+    _edit(add, wait_for=gateway["name"])
 
 
 def drop_gateway_if_unused(route_prefix: str) -> bool:
@@ -248,17 +301,15 @@ def drop_gateway_if_unused(route_prefix: str) -> bool:
 
     name = gateway_config(route_prefix)["name"]
     under = model_route(route_prefix, "")
-    configs = app_configs()
-    models = [n for n, c in configs.items() if c.get("import_path") == IMPORT_PATH
-              and str(c.get("route_prefix", "")).startswith(under)]
-    if models or configs.pop(name, None) is None:
-        return False
-    apply_apps(configs)
-    return True
+
+    def drop(configs: dict[str, dict[str, Any]]) -> bool:
+        models = [n for n, c in configs.items() if c.get("import_path") == IMPORT_PATH
+                  and str(c.get("route_prefix", "")).startswith(under)]
+        return not models and configs.pop(name, None) is not None
+
+    return _edit(drop)
 
 
 def delete_app(model_id: str) -> None:
     """Remove ``model_id``'s application (other apps keep running)."""
-    configs = app_configs()
-    if configs.pop(model_id, None) is not None:
-        apply_apps(configs)
+    _edit(lambda configs: configs.pop(model_id, None) is not None)
