@@ -39,11 +39,12 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": PredictRequest.model_json_schema()}}}}
 
 
-def _body(model_id: str, answers: list[dict], single: bool, latency: float, rid: str) -> dict:
+def _body(model_id: str, answers: list[dict], single: bool, latency: float, rid: str,
+          pin: str | None = None) -> dict:
+    head = {"model_id": model_id} if pin is None else {"model_id": model_id, "pinned": pin}
     if single:
-        return {"model_id": model_id, **answers[0], "latency_ms": round(latency, 3), "request_id": rid}
-    return {"model_id": model_id, "predictions": answers, "latency_ms": round(latency, 3),
-            "request_id": rid}
+        return {**head, **answers[0], "latency_ms": round(latency, 3), "request_id": rid}
+    return {**head, "predictions": answers, "latency_ms": round(latency, 3), "request_id": rid}
 
 
 async def _decoded(raw: bytes, max_bytes: int) -> Any:
@@ -177,10 +178,11 @@ class LoomPredictor:
         version, outcome = "none", "client_error"
         try:
             holder = self.keys.authenticate(headers)
-            req = parse_predict(await read(), self.args.serving.max_instances)
-            self._check_model(req)
+            req = parse_predict(await read(), self.args.serving.max_instances,
+                                self.args.entity_keys)
+            pin = self._pin_of(req)
             self.keys.authorize(holder, self.args.model_id)
-            answers = await self.predictor.predict(req.as_instances())
+            answers = await self.predictor.predict(req.as_instances(), pin)
             version = answers[0]["model_version"] or "none"
             outcome = "degraded" if any(a["degraded"] for a in answers) else "ok"
         except ApiError as exc:
@@ -193,12 +195,20 @@ class LoomPredictor:
             self._inflight -= 1
             latency = (time.perf_counter() - started) * 1000
             self.predictor.metrics.request(version, outcome, latency)
-        return _body(self.args.model_id, answers, req.instances is None, latency, rid)
+        return _body(self.args.model_id, answers, req.instances is None, latency, rid, pin)
 
-    def _check_model(self, req: PredictRequest) -> None:
-        if req.model_id is not None and req.model_id != self.args.model_id:
-            raise ApiError(422, f"model_id '{req.model_id}' in the body differs from "
+    def _pin_of(self, req: PredictRequest) -> str | None:
+        """The version or alias after '@' in the body's model_id (which must name this model)."""
+        if req.model_id is None:
+            return None
+        model_id, at, pin = req.model_id.partition("@")
+        if model_id != self.args.model_id:
+            raise ApiError(422, f"model_id '{model_id}' in the body differs from "
                                 f"'{self.args.model_id}' in the path.")
+        if at and not pin:
+            raise ApiError(422, "model_id: name a version or alias after '@' (churn@2, "
+                                "churn@champion).")
+        return pin or None
 
 
 def build_app(args: dict[str, Any]) -> Any:

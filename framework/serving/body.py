@@ -87,10 +87,19 @@ async def read_json(request: Any, max_bytes: int) -> Any:
     return decode_json(await read_body(request, max_bytes))
 
 
-def parse_predict(data: Any, max_instances: int) -> PredictRequest:
-    """The body as a ``PredictRequest``; ``ApiError`` 422 naming every bad field."""
+def parse_predict(data: Any, max_instances: int, entity_keys: Any = ()) -> PredictRequest:
+    """The body as a ``PredictRequest``; ``ApiError`` 422 naming every bad field.
+
+    Join keys may come inside ``features`` (``{"features": {"customer_id": "42", ...}}``, as in the
+    reference API example): they are moved to ``entities`` before validation.
+    """
     if not isinstance(data, dict):
         raise ApiError(422, "The body must be a JSON object.")
+    if entity_keys:
+        data = _lift_entity_keys(data, entity_keys, "")
+        if isinstance(data.get("instances"), list):
+            data = {**data, "instances": [_lift_entity_keys(inst, entity_keys, f"instances[{i}].")
+                                          for i, inst in enumerate(data["instances"])]}
     try:
         req = PredictRequest.model_validate(data)
     except ValidationError as exc:
@@ -99,3 +108,26 @@ def parse_predict(data: Any, max_instances: int) -> PredictRequest:
     if req.instances is not None and len(req.instances) > max_instances:
         raise ApiError(413, f"At most {max_instances} instances per request.")
     return req
+
+
+def _lift_entity_keys(obj: Any, keys: Any, where: str) -> Any:
+    """``obj`` with join keys found in its ``features`` moved to its ``entities``."""
+    if not isinstance(obj, dict):
+        return obj
+    features = obj.get("features")
+    if not isinstance(features, dict) or not any(k in features for k in keys):
+        return obj
+    entities = obj.get("entities")
+    if entities is not None and not isinstance(entities, dict):
+        return obj  # validation names the bad 'entities'
+    entities = dict(entities or {})
+    for key in keys:
+        if key in features:
+            value = features[key]
+            if key in entities and entities[key] != value:
+                raise ApiError(422, f"{where}features.{key} and {where}entities.{key} differ; send "
+                                    "the join key once.",
+                               [{"field": f"{where}features.{key}", "message": "conflicts"}])
+            entities[key] = value
+    rest = {k: v for k, v in features.items() if k not in keys}
+    return {**obj, "features": rest, "entities": entities}

@@ -110,5 +110,8 @@ def missing_features(row: dict[str, Any], names: list[str]) -> list[str]:
 
 
 def to_vector(row: dict[str, Any], names: list[str]) -> list[float]:
-    """The model's input row, in model order."""
-    return [float(row[n]) for n in names]
+    """The model's input row, in model order; a missing value is NaN (XGBoost's missing value)."""
+    return [NAN if row[n] is None else float(row[n]) for n in names]
+
+
+NAN = float("nan")

@@ -66,7 +66,7 @@ class LoomGateway:
             raise ApiError(422, "model_id is required on /v1/predictions; GET /v1/models lists "
                                 "the models your key may see.",
                            [{"field": "model_id", "message": "required"}])
-        handle = await self._handle_of(model_id)
+        handle = await self._handle_of(model_id.partition("@")[0])  # churn@2 is churn's app
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
         status, body, extra = await handle.forward.remote(raw, headers, rid)
         return JSONResponse(body, status_code=status, headers=extra)

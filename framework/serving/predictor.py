@@ -29,6 +29,10 @@ PredictFn = Callable[[Slot, list[list[float]]], Awaitable[Any]]
 FEATURE_STORE = "feature_store"
 
 
+#: The role of a slot a request pinned (``model_id@version``): no split, no shadow, no samples.
+PINNED = "pinned"
+
+
 class Predictor:
     """Answers instances for one model; holds slots, cache, breakers, fallbacks and a feature lookup."""
 
@@ -83,11 +87,15 @@ class Predictor:
 
     # -- the request -------------------------------------------------------------------------------
 
-    async def predict(self, instances: list[Instance]) -> list[dict[str, Any]]:
+    async def predict(self, instances: list[Instance], pin: str | None = None) -> list[dict[str, Any]]:
         """Answers for ``instances`` (one per instance, in order); ``ApiError`` for bad input.
 
+        ``pin``: a version or alias (``model_id@2``, ``model_id@champion``) that answers instead of
+        the traffic split, for replay and debugging; its answers are not rollout samples.
+
         Raises:
-            ApiError: 422 for unknown or missing features, 503 when no level of the chain answers.
+            ApiError: 422 for unknown or missing features, 404 for a pin that is not loaded, 503
+                when no level of the chain answers.
         """
         started = time.perf_counter()
         for inst in instances:
@@ -97,7 +105,15 @@ class Predictor:
         if table.stable is None:
             raise ApiError(503, "No model version is loaded yet; retry shortly.",
                            headers={"Retry-After": "1"})
-        role, slot = table.pick(self.rng)
+        if pin is None:
+            role, slot = table.pick(self.rng)
+        else:
+            role, pinned = PINNED, table.pinned(pin)
+            if pinned is None:
+                raise ApiError(404, f"Version '{pin[:64]}' of '{self.args.model_id}' is not loaded; "
+                                    f"loaded: {table.loaded()}. Pin a version or stable, "
+                                    "champion, candidate, previous.")
+            slot = pinned
         answers: list[dict[str, Any] | None] = [None] * len(instances)
         todo = self._from_cache(instances, slot.version, answers)
         if todo:
@@ -145,7 +161,7 @@ class Predictor:
                 for i, row in zip(wanted, found):
                     looked[i] = row
         rows = [merge_row(looked[i], inst.features, self.names) for i, inst in enumerate(instances)]
-        if complete:
+        if complete and self.args.serving.missing_features == "reject":
             self._require_complete(rows, instances)
         return rows, complete
 
@@ -180,20 +196,24 @@ class Predictor:
                                [{"field": f"features.{n}", "message": "required"} for n in missing])
 
     async def _answer(self, todo, rows, complete, role, slot, table, instances, answers, started):
-        if complete:  # _rows already refused rows with missing features
+        if complete:  # _rows refused rows with missing features, or the model takes them
             full, partial = list(range(len(rows))), []
         else:
             full = [j for j, row in enumerate(rows) if not missing_features(row, self.names)]
             partial = [j for j in range(len(rows)) if j not in set(full)]
         if full:
             vectors = [to_vector(rows[j], self.names) for j in full]
-            primary = await self._primary(role, slot, vectors, started, table.record_samples)
+            record = table.record_samples and role != PINNED
+            primary = await self._primary(role, slot, vectors, started, record)
             scores = None
             if primary is not None:
                 result, scores = primary
             else:
                 result = await self._fallback(role, table, vectors, [rows[j] for j in full])
             for j, ans in zip(full, result):
+                missing = missing_features(rows[j], self.names) if complete else []
+                if missing:  # missing_features: model
+                    ans = {**ans, "missing_features": missing}
                 answers[todo[j]] = ans
                 if not ans["degraded"] and self.cache is not None:
                     inst = instances[todo[j]]

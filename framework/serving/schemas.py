@@ -28,7 +28,9 @@ class PredictRequest(_Body):
 
     model_id: StrictStr | None = Field(
         default=None, max_length=128,
-        description="Model to call; required on /v1/predictions, implied by the path otherwise.")
+        description="Model to call; required on /v1/predictions, implied by the path otherwise. "
+        "'churn@2' or 'churn@champion' pins a loaded version (stable, champion, candidate, "
+        "previous), bypassing the traffic split.")
     entities: dict[str, EntityValue] | None = Field(default=None, description="Join keys.")
     features: dict[str, FeatureValue] | None = Field(default=None, description="Feature values.")
     instances: list[Instance] | None = Field(
@@ -59,12 +61,16 @@ class Answer(BaseModel):
     degraded: bool = Field(description="True when a fallback level answered.")
     fallback: str | None = Field(default=None, description="Fallback level that answered.")
     cached: bool = Field(default=False, description="Answered from the cache.")
+    missing_features: list[str] | None = Field(
+        default=None, description="Features the model got as missing values "
+        "(serving.missing_features: model); absent when every feature had a value.")
 
 
 class PredictResponse(Answer):
     """``POST /v1/predictions`` answer for one instance."""
 
     model_id: str
+    pinned: str | None = Field(default=None, description="The version or alias the request pinned.")
     latency_ms: float
     request_id: str
 

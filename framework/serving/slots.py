@@ -96,6 +96,21 @@ class SlotTable:
             return "candidate", self.candidate
         return "stable", self.stable  # type: ignore[return-value]
 
+    def pinned(self, pin: str) -> Slot | None:
+        """The loaded slot a request pins by version (``2``) or role alias (``stable``,
+        ``champion`` — what production serves —, ``candidate``, ``previous``); None if not loaded."""
+        by_role = {"stable": self.stable, "champion": self.stable, "candidate": self.candidate,
+                   "previous": self.previous}
+        if pin in by_role:
+            return by_role[pin]
+        return next((s for s in (self.stable, self.candidate, self.previous)
+                     if s is not None and s.version == pin), None)
+
+    def loaded(self) -> str:
+        """``1 (stable), 2 (candidate)``: what a pin may name, for messages."""
+        slots = (("stable", self.stable), ("candidate", self.candidate), ("previous", self.previous))
+        return ", ".join(f"{s.version} ({role})" for role, s in slots if s is not None) or "none"
+
     def wants_shadow(self, role: str, rng: random.Random) -> bool:
         """Whether a stable-answered request is also sent to the candidate (answer never returned)."""
         return (role == "stable" and self.candidate is not None

@@ -151,6 +151,13 @@ class Serving(Spec):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413).")
     max_instances: int = Field(default=1000, ge=1, description="Largest batch request (instances).")
+    missing_features: Literal["reject", "model"] = Field(
+        default="reject",
+        description="A request whose features are still missing after the online lookup (an "
+        "unknown entity, a feature not sent): 'reject' answers 422 naming them; 'model' passes them "
+        "to the model as missing values (XGBoost follows each tree's learned default branch) and "
+        "lists them in the answer's 'missing_features'.",
+    )
     batching: Batching = Field(default_factory=Batching, description="Server-side batching.")
     cache: Cache = Field(default_factory=Cache, description="Answer cache.")
     fallback: list[FallbackLevel] = Field(
@@ -164,4 +171,7 @@ class Serving(Spec):
         default=None, description="Label mapping for binary classifiers."
     )
     http: Http = Field(default_factory=Http, description="HTTP listener.")
-    route_prefix: str = Field(default="/", description="Route prefix of the application.")
+    route_prefix: str = Field(
+        default="/", description="Prefix of every route: the model answers at "
+        "<prefix>/v1/models/<model_id>/predictions, the gateway at <prefix>/v1/predictions. Give "
+        "each project sharing a cluster its own prefix.")

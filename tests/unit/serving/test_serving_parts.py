@@ -201,3 +201,22 @@ def test_parse_predict_single_and_batch_forms():
     assert [i.entities for i in single.as_instances()] == [{"customer_id": "C1"}]
     batch = parse_predict({"instances": [{"features": {"a": 1}}, {"entities": {"id": 2}}]}, 10)
     assert len(batch.as_instances()) == 2
+
+
+def test_join_keys_inside_features_are_entity_keys():
+    # the reference architecture's API example, as written
+    body = {"model_id": "churn", "features": {"customer_id": "12345", "tenure_months": 24,
+                                              "monthly_charges": 89.99}}
+    req = parse_predict(body, 10, {"customer_id": "string"})
+    assert req.entities == {"customer_id": "12345"}
+    assert req.features == {"tenure_months": 24, "monthly_charges": 89.99}
+    batch = parse_predict({"instances": [{"features": {"customer_id": "C1", "tenure_months": 1}}]},
+                          10, {"customer_id": "string"})
+    assert batch.instances[0].entities == {"customer_id": "C1"}
+
+
+def test_a_join_key_given_twice_with_two_values_is_refused():
+    with pytest.raises(ApiError) as err:
+        parse_predict({"entities": {"customer_id": "A"}, "features": {"customer_id": "B"}}, 10,
+                      {"customer_id": "string"})
+    assert err.value.status == 422 and "features.customer_id" in err.value.message

@@ -210,3 +210,28 @@ def test_shadow_traffic_is_recorded_never_returned(models, sample_data):
     (stable,) = [s for s in stats._buffer if s["role"] == "stable"]
     (shadow,) = [s for s in stats._buffer if s["role"] == "shadow"]
     assert shadow["stable_score"] == stable["score"] and shadow["score"] != stable["score"]
+
+
+def test_a_pin_answers_with_that_version_and_bypasses_the_split(models, sample_data):
+    p, _ = _predictor(models, sample_data)
+    p.reconfigure(_config(models, stable="1", candidate="2", weight=100, cv=2))
+    inst = [Instance(entities={"customer_id": "C000042"})]
+    assert _ask(p, {"entities": {"customer_id": "C000042"}})[0]["model_version"] == "2"  # the split
+    for pin, version in (("1", "1"), ("stable", "1"), ("champion", "1"), ("candidate", "2")):
+        assert asyncio.run(p.predict(inst, pin))[0]["model_version"] == version
+    with pytest.raises(ApiError) as err:
+        asyncio.run(p.predict(inst, "7"))
+    assert err.value.status == 404 and "1 (stable), 2 (candidate)" in err.value.message
+
+
+def test_missing_features_go_to_the_model_when_the_recipe_says_so(models, sample_data):
+    strict, _ = _predictor(models, sample_data)
+    partial = {"features": {"tenure_months": 24, "monthly_charges": 89.99}}
+    with pytest.raises(ApiError, match="Missing required features"):
+        _ask(strict, partial)
+    lenient, _ = _predictor(models, sample_data, serving={"missing_features": "model"})
+    (answer,) = _ask(lenient, partial)
+    assert answer["model_version"] == "1" and 0 <= answer["probability"] <= 1
+    assert answer["missing_features"] == ["contract_months", "support_calls", "payment_delay_days"]
+    full = _ask(lenient, {"entities": {"customer_id": "C000042"}})[0]
+    assert "missing_features" not in full
