@@ -25,6 +25,8 @@ from framework.serving.problems import ApiError, install_handlers
 #: The builder of every Loom model app (``backends.ray_serve.config.IMPORT_PATH``).
 MODEL_IMPORT_PATH = "framework.serving.app:build_app"
 REFRESH_S = 2.0
+#: Unknown ids look again no more often than this: a burst of them must not load the controller.
+MIN_AGE_S = 0.25
 #: Request headers a model app needs: the key, the body's type, the request id.
 FORWARDED = ("authorization", "x-api-key", "content-type", "x-request-id")
 
@@ -66,9 +68,16 @@ class LoomGateway:
             raise ApiError(422, "model_id is required on /v1/predictions; GET /v1/models lists "
                                 "the models your key may see.",
                            [{"field": "model_id", "message": "required"}])
-        handle = await self._handle_of(model_id.partition("@")[0])  # churn@2 is churn's app
+        app = model_id.partition("@")[0]  # churn@2 is churn's app
+        handle = await self._handle_of(app)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
-        status, body, extra = await handle.forward.remote(raw, headers, rid)
+        try:
+            status, body, extra = await handle.forward.remote(raw, headers, rid)
+        except Exception as exc:  # the app went away or has no replica right now
+            if app not in await self._apps(max_age_s=0.0):
+                raise _unknown(app) from exc
+            raise ApiError(503, f"Model '{app}' is not answering right now; retry shortly.",
+                           headers={"Retry-After": "1"}) from exc
         return JSONResponse(body, status_code=status, headers=extra)
 
     @api.post("/models/{model_id}/predictions")
@@ -80,7 +89,7 @@ class LoomGateway:
     async def models(self, request: Request) -> dict[str, Any]:
         """Every deployed model the caller's key may see, and nothing else."""
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
-        apps = await self._apps()
+        apps = await self._apps(max_age_s=0.0)  # a listing is rare: always the current apps
         answers = await asyncio.gather(*(h.describe_for.remote(headers) for h in apps.values()))
         seen = [model for status, model in answers if status == 200]
         if not seen and any(status == 401 for status, _ in answers):
@@ -91,17 +100,14 @@ class LoomGateway:
     async def _handle_of(self, model_id: str) -> Any:
         apps = await self._apps()
         if model_id not in apps:
-            apps = await self._apps(refresh=True)  # deployed since the last look?
+            apps = await self._apps(max_age_s=MIN_AGE_S)  # deployed since the last look?
         if model_id not in apps:
             raise _unknown(model_id)
         return apps[model_id]
 
-    async def _apps(self, refresh: bool = False) -> dict[str, Any]:
-        """Model id → handle of every Loom model app under this gateway; looked up every REFRESH_S."""
-        now = time.monotonic()
-        if refresh and now - self._seen_at < 0.25:
-            refresh = False  # a burst of unknown ids must not hammer the Serve controller
-        if refresh or now - self._seen_at > REFRESH_S:
+    async def _apps(self, max_age_s: float = REFRESH_S) -> dict[str, Any]:
+        """Model id → handle of every Loom model app under this gateway, at most ``max_age_s`` old."""
+        if time.monotonic() - self._seen_at > max_age_s:
             from ray.serve.context import _get_global_client
 
             configs = await _get_global_client()._controller.get_app_configs.remote()
@@ -112,7 +118,7 @@ class LoomGateway:
                     found[route[len(self.models_prefix):]] = name
             self._models = {model: self._models.get(model) or serve.get_app_handle(app)
                             for model, app in sorted(found.items())}
-            self._seen_at = now
+            self._seen_at = time.monotonic()
         return self._models
 
 
