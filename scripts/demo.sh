@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: validate, plan and launch the churn recipe on the embedded default, then ask for predictions.
+# The demo: validate, plan and launch the churn and fraud recipes side by side on the embedded
+# default, then ask each for predictions.
 # Leaves the system running (a Ray head in the background, serving on 127.0.0.1:8000); `loom down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,14 +25,21 @@ step "loom predict recipe=churn customer_id=C000777 support_calls=9   (a request
 $LOOM predict recipe=churn customer_id=C000777 support_calls=9
 step "loom registry list recipe=churn"
 $LOOM registry list recipe=churn
+step "loom launch recipe=fraud   (a second model in the same project; churn's steps are not touched)"
+$LOOM launch recipe=fraud
 step "loom plan recipe=churn   (nothing left to do)"
 $LOOM plan recipe=churn
+step "POST /v1/predictions   (one route, any deployed model by model_id)"
+.venv/bin/python scripts/demo_predictions.py --url http://127.0.0.1:8000 --data data
+step "loom status"
+$LOOM status
 cat <<MSG
 
-The churn model is live on http://127.0.0.1:8000 (API key in $KEY_FILE).
+The churn and fraud models are live on http://127.0.0.1:8000 (API key in $KEY_FILE).
 Start a canary of a new version (it advances as live traffic arrives; each step needs
 rollout.analysis.min_requests candidate requests):
   LOOM_API_KEY=\$(cat $KEY_FILE) $LOOM launch recipe=churn training.model.params.max_depth=6 --detach
   $LOOM rollout status recipe=churn
+Remove one model and what it alone owns:  $LOOM destroy recipe=fraud
 Stop everything:  $LOOM down
 MSG
