@@ -27,7 +27,7 @@ def destroy_plan(compiled: Plan, state: State, feast_project: str, purge_registr
         elif kind in HISTORY_KINDS and not purge_registry:
             reason = "forgotten; runs and versions stay in the registry (--purge-registry deletes)"
         else:
-            reason = "destroy"
+            reason = "removed with the recipe"
         steps.append(Step(address=address, kind=kind, fingerprint="", action="delete",
                           observed_fingerprint=entry.get("fingerprint"), reason=reason))
     return compiled.model_copy(update={"steps": tuple(steps)})
