@@ -143,16 +143,16 @@ def destroy(planned: Planned, purge_registry: bool = False, backend: Backend | N
             forget |= SERVING_KINDS
     results = executor.apply(planned.plan, ctx, planned.state, Backends(backend), on_step,
                              forget_only=frozenset(forget))
-    _forget_recipe(planned.state, ctx.recipe.model_id)
+    _forget_recipe(planned.state, ctx.recipe.app_name)
     return results
 
 
-def _forget_recipe(state: State, model_id: str) -> None:
+def _forget_recipe(state: State, app_name: str) -> None:
     state.drop()
     with state.store.transaction() as doc:
-        rollout = doc["rollouts"].get(model_id)
+        rollout = doc["rollouts"].get(app_name)
         if rollout is not None and rollout.get("status") != "running":
-            del doc["rollouts"][model_id]
+            del doc["rollouts"][app_name]
 
 
 def _check_sources(ctx: RunContext) -> None:
@@ -187,7 +187,8 @@ def state_of(recipe: Recipe, workspace: Path, recipe_file: str | None = None) ->
     """The recipe's own section of the workspace state, and what to record about the recipe."""
     from framework.execute.state import State
 
-    about = {"model_id": recipe.model_id, "feast_project": recipe.project}
+    about = {"model_id": recipe.model_id, "app_name": recipe.app_name,
+             "feast_project": recipe.project}
     if recipe_file:
         about["recipe_file"] = recipe_file
     return State(workspace, recipe.name, about)

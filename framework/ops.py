@@ -152,7 +152,7 @@ def rollout_status(args: list[str], templates: tuple[str, ...] = (), project_dir
     from framework.rollout.status import format_status, status
 
     ctx = _ctx(args, templates, project_dir)
-    return format_status(status(ctx.workspace, ctx.recipe.model_id))
+    return format_status(status(ctx.workspace, ctx.recipe.app_name))
 
 
 def rollout_command(name: str, args: list[str], reason: str | None = None, templates: tuple[str, ...] = (),
@@ -164,6 +164,7 @@ def rollout_command(name: str, args: list[str], reason: str | None = None, templ
     ctx = _ctx(args, templates, project_dir)
     recipe, ws = ctx.recipe, ctx.workspace
     actor.connect(recipe, ws)
-    ports = functools.partial(engines.real_ports, recipe.model_id, engines.RegistryPromoter.for_recipe(recipe, ws))
+    ports = functools.partial(engines.real_ports, recipe.app_name,
+                              engines.RegistryPromoter.for_recipe(recipe, ws))
     kwargs = {"reason": reason} if reason else {}
-    return format_status(getattr(actor, name)(ws, recipe.model_id, ports, **kwargs))
+    return format_status(getattr(actor, name)(ws, recipe.app_name, ports, **kwargs))

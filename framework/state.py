@@ -4,14 +4,16 @@
 
     {"format": 2,
      "recipes": {"<recipe name>": {
-         "recipe_file": str, "model_id": str, "feast_project": str, "applied_at": str,
+         "recipe_file": str, "model_id": str, "app_name": str, "feast_project": str,
+         "applied_at": str,
          "steps":   {address: {"kind", "fingerprint", "outputs", "attrs", "applied_at"}},
          "serving": {address: {...}},                 # what the Serve backend deployed
          "rollout_steps": {"rollout_id", "fingerprints"}}},   # which plan steps a rollout owns
-     "rollouts": {"<model id>": {...}}}               # the rollout controller's state
+     "rollouts": {"<app name>": {...}}}               # the rollout controller's state
 
 Each recipe owns its own section, like one Terraform state per stack: planning or applying one
-recipe reads and writes only its own. Rollouts are keyed by model id (the Serve application).
+recipe reads and writes only its own. Rollouts are keyed by the model's Serve application name
+(``Recipe.app_name``: the model id, prefixed with ``env.project`` when set).
 Append-only logs (a rollout's audit log) stay beside it as JSON lines; they are history, not state.
 
 Every change is a transaction: an exclusive lock on ``state.lock``, a fresh read, the change, then

@@ -23,7 +23,7 @@ def _row(name: str, section: dict[str, Any], rollouts: dict[str, Any]) -> dict[s
            "candidate_version": deploy.get("candidate_version"), "candidate_weight": 0,
            "rollout": "none", "endpoint": deploy.get("url"),
            "last_applied_at": section.get("applied_at"), "steps": len(steps)}
-    rollout = rollouts.get(model_id)
+    rollout = rollouts.get(section.get("app_name") or model_id)
     if rollout:
         config = rollout.get("user_config") or {}
         slots = config.get("slots") or {}

@@ -44,7 +44,7 @@ class RolloutBackend:
         A rolled-back, aborted or superseded rollout did not reach the plan's target state, so
         the plan shows its steps again; applying them starts a new rollout of the version.
         """
-        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        store = StateStore(ctx.workspace, ctx.recipe.app_name)
         state, steps = store.load(), _load_steps(store, ctx.recipe.name)
         if state is None or steps.get("rollout_id") != state.rollout_id:
             return None
@@ -58,7 +58,7 @@ class RolloutBackend:
         if strategy not in ("canary", "blue_green"):
             raise BackendError(f"{step.address}: strategy {strategy!r} is applied by the serving "
                                "backend, not the rollout controller.")
-        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        store = StateStore(ctx.workspace, ctx.recipe.app_name)
         deploy = ctx.upstream(step, "serving.deploy")
         if any(d.startswith("serving.deploy") for d in step.depends_on):
             started = self._start(step, ctx, store, deploy)
@@ -80,14 +80,14 @@ class RolloutBackend:
         """Forget the step; a running rollout is aborted (candidate weight 0) first."""
         from framework.rollout import actor
 
-        store = StateStore(ctx.workspace, ctx.recipe.model_id)
+        store = StateStore(ctx.workspace, ctx.recipe.app_name)
         state = store.load()
         steps = _load_steps(store, ctx.recipe.name)
         # Only a rollout this step belongs to is aborted: a new one may already run beside it.
         owned = state is not None and steps.get("rollout_id") == state.rollout_id \
             and address in steps.get("fingerprints", {})
         if owned and state.running:
-            actor.abort(ctx.workspace, ctx.recipe.model_id, self._ports(ctx),
+            actor.abort(ctx.workspace, ctx.recipe.app_name, self._ports(ctx),
                         reason=f"{address} deleted from the plan")
         steps.get("fingerprints", {}).pop(address, None)
         _save_steps(store, ctx.recipe.name, steps)
@@ -100,7 +100,7 @@ class RolloutBackend:
 
         if "stable_version" not in deploy:  # serving.deploy was found applied, not applied now
             actor.connect(ctx.recipe, ctx.workspace)
-            deploy = _live_versions(ctx.recipe.model_id)
+            deploy = _live_versions(ctx.recipe.app_name)
         if not deploy.get("stable_version") or not deploy.get("candidate_version"):
             # First deploy (the new version is already stable) or nothing new: nothing to move.
             # The stable version is what production serves, so it is the champion.
@@ -114,7 +114,7 @@ class RolloutBackend:
         spec = _spec(ctx)
         ctx.progress(f"{step.address}: starting a {spec.strategy} rollout of version "
                      f"{deploy['candidate_version']} against {deploy['stable_version']}")
-        actor.start(ctx.workspace, ctx.recipe.model_id, spec, self._ports(ctx),
+        actor.start(ctx.workspace, ctx.recipe.app_name, spec, self._ports(ctx),
                     supersede=self.supersede)
         _save_steps(store, ctx.recipe.name,
                     {"rollout_id": store.require().rollout_id, "fingerprints": {}})
@@ -125,11 +125,11 @@ class RolloutBackend:
 
         spec = RolloutSpec.from_dict(store.require().spec)
         index = spec.step_index(step.address)
-        final = actor.wait(ctx.workspace, ctx.recipe.model_id, ctx.progress, self.poll_s,
+        final = actor.wait(ctx.workspace, ctx.recipe.app_name, ctx.progress, self.poll_s,
                            self.timeout_s, until=lambda s: _passed(s, index))
         if final["status"] in TERMINAL and final["status"] != "promoted":
             raise BackendError(
-                f"{step.address}: the rollout of {ctx.recipe.model_id} version "
+                f"{step.address}: the rollout of {ctx.recipe.app_name} version "
                 f"{final['candidate_version']} was {final['status'].replace('_', ' ')}: "
                 f"{final['reason']}. Stable version {final['stable_version']} serves all traffic; "
                 "see `loom rollout status`."
@@ -142,7 +142,7 @@ class RolloutBackend:
         from framework.rollout.engines import RegistryPromoter, real_ports
 
         promoter = RegistryPromoter.for_recipe(ctx.recipe, ctx.workspace)
-        return functools.partial(real_ports, ctx.recipe.model_id, promoter)
+        return functools.partial(real_ports, ctx.recipe.app_name, promoter)
 
 
 def _live_versions(model_id: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class LoomPredictor:
         serving = self.args.serving
         self.keys = KeyRing(self.args.api_keys, enabled=serving.auth.enabled)
         lookup = build_lookup(self.args.features, list(self.args.entity_keys), self.args.feature_names)
-        self.stats = StatsRecorder(self.args.model_id, enabled=self.args.stats)
+        self.stats = StatsRecorder(self.args.app_name or self.args.model_id, enabled=self.args.stats)
         self._rng = random.Random()
         predict_fn = self._predict_batched if serving.batching.enabled else self._predict_direct
         self.predictor = Predictor(self.args, lookup, predict_fn,

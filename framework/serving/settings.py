@@ -35,6 +35,7 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_id: str
+    app_name: str = Field(default="", description="The Serve application (default: model_id).")
     task: Literal["binary", "multiclass", "regression"]
     feature_names: list[str] = Field(min_length=1)
     entity_keys: dict[str, str] = Field(

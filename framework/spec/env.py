@@ -21,6 +21,14 @@ class Env(Spec):
     ray_num_cpus: int | None = Field(
         default=None, ge=1, description="CPUs for an embedded local Ray; null uses every core."
     )
+    project: str = Field(
+        default="",
+        pattern=r"^([a-z][a-z0-9_]{0,30})?$",
+        description="Name of this project on shared engines: Serve applications, detached actors, "
+        "Feast projects and MLflow experiments carry it ('teama-churn'), so projects can share one "
+        "Ray cluster. Empty: the names are the model's own (one project per cluster). Give each "
+        "project sharing a cluster its own serving.route_prefix too.",
+    )
     metrics_export_port: int = Field(
         default=8090, ge=1024, le=65535, description="Ray metrics port (kept outside 10002-19999)."
     )

@@ -42,8 +42,14 @@ class Recipe(Spec):
 
     @property
     def project(self) -> str:
-        """The Feast project name."""
-        return self.features.project or self.name
+        """The Feast project name (prefixed with ``env.project`` when set)."""
+        own = self.features.project or self.name
+        return f"{self.env.project}_{own}" if self.env.project else own
+
+    @property
+    def app_name(self) -> str:
+        """The model's name on shared engines: its Serve application, rollout and stats actors."""
+        return f"{self.env.project}-{self.model_id}" if self.env.project else self.model_id
 
     @property
     def task(self) -> Task:

@@ -36,7 +36,8 @@ def mlflow_dir(workspace: Path) -> Path:
 
 def experiment_name(recipe: "Recipe") -> str:
     """``registry.experiment`` or ``loom/<recipe name>``."""
-    return recipe.registry.experiment or f"loom/{recipe.name}"
+    project = f"{recipe.env.project}/" if recipe.env.project else ""
+    return recipe.registry.experiment or f"loom/{project}{recipe.name}"
 
 
 def client_for(uri: str) -> "MlflowClient":

@@ -39,7 +39,7 @@ class ServeBackend:
             return None
         from framework.backends.ray_serve import traffic
 
-        config = traffic.app_configs().get(ctx.recipe.model_id)
+        config = traffic.app_configs().get(ctx.recipe.app_name)
         if config is None or _digest(config["args"]) != record.get("args_sha"):
             return None
         running = _slot_versions(config["deployments"][0].get("user_config") or {})
@@ -75,9 +75,9 @@ class ServeBackend:
             from framework.backends.ray_serve import traffic
             from framework.serving.stats import drop_stats
 
-            traffic.delete_app(ctx.recipe.model_id)
+            traffic.delete_app(ctx.recipe.app_name)
             traffic.drop_gateway_if_unused(ctx.recipe.serving.route_prefix)
-            drop_stats(ctx.recipe.model_id)
+            drop_stats(ctx.recipe.app_name)
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -86,7 +86,8 @@ class ServeBackend:
         from framework.backends.ray_serve import traffic
 
         model = _registered_model(step, ctx)
-        model_id = ctx.recipe.model_id
+        model_id = ctx.recipe.app_name
+        _refuse_foreign_route(ctx)
         current = traffic.current_user_config(model_id)
         user_config = _next_user_config(current, model)
         try:
@@ -117,7 +118,7 @@ class ServeBackend:
                 f"{step.address}: ServeBackend applies only the 'direct' rollout strategy; "
                 f"'{step.attrs.get('strategy')}' belongs to the rollout controller."
             )
-        model_id = ctx.recipe.model_id
+        model_id = ctx.recipe.app_name
         current = traffic.current_user_config(model_id)
         if current is None:
             raise BackendError(f"{step.address}: no Serve application '{model_id}' to promote in; "
@@ -139,6 +140,27 @@ class ServeBackend:
     def _check_kind(self, step: Any) -> None:
         if step.kind not in self.kinds:
             raise BackendError(f"{step.address}: ServeBackend does not handle kind '{step.kind}'.")
+
+
+def _refuse_foreign_route(ctx: RunContext) -> None:
+    """Refuse to deploy where another project's app already answers this model's route.
+
+    Serve refuses a duplicate route prefix for the whole config, with a message that names no
+    project; this says which app holds the route and how to give each project its own.
+    """
+    from framework.backends.ray_serve import traffic
+    from framework.backends.ray_serve.config import model_route
+
+    route = model_route(ctx.recipe.serving.route_prefix, ctx.recipe.model_id)
+    holders = [name for name, cfg in traffic.app_configs().items()
+               if cfg.get("route_prefix") == route and name != ctx.recipe.app_name]
+    if holders:
+        raise BackendError(
+            f"serving.deploy: route {route} is already served by Serve application "
+            f"'{holders[0]}' (another project on this Ray cluster). Give this project its own "
+            "env.project and serving.route_prefix, e.g. env.project=teamb "
+            "serving.route_prefix=/teamb."
+        )
 
 
 def _next_user_config(current: dict | None, model: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +241,7 @@ def _outputs(ctx: RunContext, user_config: dict[str, Any]) -> dict[str, Any]:
 
     route = model_route(ctx.recipe.serving.route_prefix, ctx.recipe.model_id)
     slots = user_config["slots"]
-    return {"app": ctx.recipe.model_id,
+    return {"app": ctx.recipe.app_name,
             "url": f"http://{host}:{port}{route}/predictions",
             "gateway_url": f"http://{host}:{port}{gateway_route(ctx.recipe.serving.route_prefix)}"
                            "/predictions",

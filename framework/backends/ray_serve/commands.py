@@ -142,7 +142,7 @@ def _running_user_config(recipe: Any, workspace: Path) -> dict[str, Any] | None:
         from framework.backends.ray_serve import runtime, traffic
 
         if ray.is_initialized() or runtime.connect(recipe, workspace, start=False):
-            return traffic.current_user_config(recipe.model_id)
+            return traffic.current_user_config(recipe.app_name)
     except Exception:  # no cluster, no Serve: use the registry
         return None
     return None

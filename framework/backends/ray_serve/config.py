@@ -68,6 +68,7 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
     """
     args = AppArgs(
         model_id=recipe.model_id,
+        app_name=recipe.app_name,
         task=recipe.task,
         feature_names=recipe.feature_names(),
         entity_keys=entity_keys(recipe),
@@ -129,7 +130,7 @@ def serve_config(recipe: Any, workspace: Path, user_config: dict[str, Any],
         "proxy_location": "EveryNode",
         "http_options": {"host": http.host, "port": http.port},
         "logging_config": {"enable_access_log": False},
-        "applications": [app_config(recipe.model_id, args, user_config),
+        "applications": [app_config(recipe.app_name, args, user_config),
                          gateway_config(recipe.serving.route_prefix,
                                         recipe.serving.max_body_bytes)],
     }

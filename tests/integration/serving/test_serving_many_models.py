@@ -90,3 +90,50 @@ def test_concurrent_traffic_changes_of_two_models_lose_no_update(apps):
     assert errors == []
     for model_id in MODELS:
         assert traffic.current_user_config(model_id)["candidate_weight"] == 0
+
+
+def test_two_projects_share_one_cluster_without_colliding(apps, sample_data, tmp_path, monkeypatch):
+    from framework.backends.base import RunContext
+    from framework.backends.ray_serve import traffic
+    from framework.backends.ray_serve.backend import ServeBackend
+    from framework.compile.compiler import compile_steps
+    from framework.errors import BackendError
+    from framework.serving.stats import actor_name
+
+    monkeypatch.setenv("LOOM_API_KEY", KEY)
+    features = {"type": "memory", "path": str(sample_data / "churn" / "features.parquet"),
+                "timestamp_field": "event_timestamp"}
+    backend = ServeBackend(features=features)
+    model = {"model_name": "churn", "version": "1", "model_uri": "",
+             "model_path": apps["slots"]["alpha"][0]["model_path"]}
+
+    def deploy(project: str, prefix: str) -> dict:
+        recipe = H.compose_recipe(overrides=[f"env.project={project}", f"++serving.route_prefix={prefix}",
+                                             "rollout=direct", "++serving.num_cpus_per_replica=0.2",
+                                             "serving.surge_replicas=0"])
+        step = next(s for s in compile_steps(recipe, {}) if s.kind == "serving.deploy")
+        ctx = RunContext(recipe=recipe, project_dir=tmp_path, workspace=tmp_path / project,
+                         outputs={"registry.register": model})
+        return backend.apply(step, ctx)
+
+    try:
+        a, b = deploy("teama", "/teama"), deploy("teamb", "/teamb")
+        assert (a["app"], b["app"]) == ("teama-churn", "teamb-churn")
+        body = {"entities": {"customer_id": "C000042"}}
+        for out, prefix in ((a, "/teama"), (b, "/teamb")):
+            status, _, direct = H.call(out["url"], body, KEY)
+            assert status == 200 and direct["model_id"] == "churn", direct
+            status, _, listed = H.call(f"{apps['base']}{prefix}/v1/models", key=KEY)
+            assert [m["model_id"] for m in listed["models"]] == ["churn"]  # its own project only
+        names = set(traffic.app_configs())
+        assert {"teama-churn", "teamb-churn", "alpha", "beta"} <= names
+        # each app ships samples to its own stats actor (none of the other project's)
+        assert actor_name("teama-churn") != actor_name("teamb-churn")
+        with pytest.raises(BackendError, match="already served by Serve application 'teama-churn'"):
+            deploy("teamc", "/teama")
+        assert "teamc-churn" not in traffic.app_configs()
+    finally:
+        for app in ("teama-churn", "teamb-churn"):
+            traffic.delete_app(app)
+        for prefix in ("/teama", "/teamb"):
+            traffic.drop_gateway_if_unused(prefix)

@@ -166,3 +166,26 @@ def test_models_and_gateways_of_another_route_prefix_never_collide(tmp_path):
     names = [a["name"] for c in (ours, theirs) for a in c["applications"]]
     assert names[1] != names[3]  # one gateway per prefix
     cfg.validate_config({"applications": ours["applications"] + [theirs["applications"][1]]})
+
+
+def test_two_projects_on_one_cluster_share_no_engine_name(tmp_path):
+    from framework.backends.model_registry.tracking import experiment_name
+    from framework.rollout.actor import actor_name
+    from framework.serving.stats import actor_name as stats_actor
+
+    def names(*overrides):
+        recipe = H.compose_recipe(overrides=list(overrides))
+        config = cfg.serve_config(recipe, tmp_path, cfg.initial_user_config(MODEL))
+        app, gateway = config["applications"]
+        return {"app": app["name"], "route": app["route_prefix"], "gateway": gateway["name"],
+                "gateway_route": gateway["route_prefix"], "stats": stats_actor(app["args"]["app_name"]),
+                "rollout": actor_name(recipe.app_name), "feast": recipe.project,
+                "experiment": experiment_name(recipe)}
+
+    a = names("env.project=teama", "++serving.route_prefix=/teama")
+    b = names("env.project=teamb", "++serving.route_prefix=/teamb")
+    assert a["app"] == "teama-churn" and a["feast"] == "teama_churn"
+    assert a["experiment"] == "loom/teama/churn" and a["route"] == "/teama/v1/models/churn"
+    assert all(a[k] != b[k] for k in a), (a, b)
+    plain = names()  # one project per cluster: the model's own names, as before
+    assert (plain["app"], plain["feast"], plain["experiment"]) == ("churn", "churn", "loom/churn")
