@@ -27,6 +27,9 @@ class RunContext:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: Callable[[str], None] = lambda line: None
     data_fingerprints: dict[str, str] = field(default_factory=dict)
+    #: The steps of the plan being applied, so a step can read its siblings' targets (the
+    #: rollout controller reads every ``rollout.step`` of the plan, its only author).
+    plan_steps: tuple["Step", ...] = ()
 
     def source_fingerprints(self) -> dict[str, str]:
         """Content fingerprints of the data files, by source: the plan's, hashed again only without one."""

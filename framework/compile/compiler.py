@@ -107,31 +107,40 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
         replicas=s.autoscaling.model_dump() if s.autoscaling else s.replicas,
         host=s.http.host, port=s.http.port,
     )
-    ro = r.rollout
     prev = deploy
-    if isinstance(ro, Canary):
-        for i, weight in enumerate(ro.steps, start=1):
-            prev = b.add(f"rollout.canary.step{i}", "rollout.step",
-                         [weight, ro.interval_s, _section(ro.analysis), ro.failure_limit, ro.shadow_percent],
-                         [prev], strategy="canary", weight=weight, hold_s=ro.interval_s,
-                         shadow_percent=ro.shadow_percent, analysis=_section(ro.analysis),
-                         failure_limit=ro.failure_limit)
-    elif isinstance(ro, BlueGreen):
-        phases = [("shadow", 0, ro.interval_s), ("switch", 100, ro.bake_time_s), ("retire_blue", 100, 0)]
-        for phase, weight, hold in phases:
-            prev = b.add(f"rollout.blue_green.{phase}", "rollout.step",
-                         [phase, weight, hold, ro.shadow_percent, _section(ro.analysis), ro.failure_limit],
-                         [prev], strategy="blue_green", phase=phase, weight=weight, hold_s=hold,
-                         shadow_percent=ro.shadow_percent if phase == "shadow" else 0,
-                         analysis=_section(ro.analysis), failure_limit=ro.failure_limit)
-    else:
-        b.add("rollout.direct", "rollout.step", ["direct"], [deploy], strategy="direct", weight=100)
+    for address, inputs, attrs in rollout_targets(r.rollout):
+        prev = b.add(address, "rollout.step", inputs, [prev], **attrs)
     if r.monitoring.enabled:
         # Rules depend on the model id and the monitoring section only: a new model version or a
         # serving change does not re-render them.
         b.add("monitoring.rules", "monitoring.rules",
               [r.model_id, _section(r.monitoring), RULES_RENDERING], [],
               alerts=[a.name for a in r.monitoring.alerts], drift_psi_alert=r.monitoring.drift.psi_alert)
+
+
+def rollout_targets(ro: Any) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """The rollout's target states as ``(address, fingerprint inputs, attrs)``, in order.
+
+    The one author of a rollout's phases: the plan carries them as ``rollout.step`` steps and the
+    controller reads them from there (``rollout.phases.spec_from_steps``).
+    """
+    if isinstance(ro, Canary):
+        return [(f"rollout.canary.step{i}",
+                 [weight, ro.interval_s, _section(ro.analysis), ro.failure_limit, ro.shadow_percent],
+                 {"strategy": "canary", "weight": weight, "hold_s": ro.interval_s,
+                  "shadow_percent": ro.shadow_percent, "analysis": _section(ro.analysis),
+                  "failure_limit": ro.failure_limit})
+                for i, weight in enumerate(ro.steps, start=1)]
+    if isinstance(ro, BlueGreen):
+        phases = [("shadow", 0, ro.interval_s), ("switch", 100, ro.bake_time_s),
+                  ("retire_blue", 100, 0)]
+        return [(f"rollout.blue_green.{phase}",
+                 [phase, weight, hold, ro.shadow_percent, _section(ro.analysis), ro.failure_limit],
+                 {"strategy": "blue_green", "phase": phase, "weight": weight, "hold_s": hold,
+                  "shadow_percent": ro.shadow_percent if phase == "shadow" else 0,
+                  "analysis": _section(ro.analysis), "failure_limit": ro.failure_limit})
+                for phase, weight, hold in phases]
+    return [("rollout.direct", ["direct"], {"strategy": "direct", "weight": 100})]
 
 
 def compile_steps(recipe: Recipe, data_fingerprints: dict[str, str]) -> list[Step]:

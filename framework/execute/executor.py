@@ -124,6 +124,7 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     # Lineage: training runs log the composed recipe and its fingerprint.
     ctx.outputs["_recipe"] = {"fingerprint": plan.recipe_fingerprint,
                               "yaml": yaml.safe_dump(plan.recipe, sort_keys=False)}
+    ctx.plan_steps = tuple(plan.steps)
     with state.lock():
         _check_fresh(plan, state)
         for step in plan.steps:

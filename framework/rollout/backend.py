@@ -111,7 +111,7 @@ class RolloutBackend:
                          f"(version {stable} serves all traffic and is the champion)")
             return {"status": NOTHING_TO_ROLL_OUT, "stable_version": stable}
         actor.connect(ctx.recipe, ctx.workspace)
-        spec = _spec(ctx)
+        spec = _spec(step, ctx)
         ctx.progress(f"{step.address}: starting a {spec.strategy} rollout of version "
                      f"{deploy['candidate_version']} against {deploy['stable_version']}")
         actor.start(ctx.workspace, ctx.recipe.app_name, spec, self._ports(ctx),
@@ -153,10 +153,21 @@ def _live_versions(model_id: str) -> dict[str, Any]:
             "candidate_version": (slots.get("candidate") or {}).get("version")}
 
 
-def _spec(ctx: RunContext) -> RolloutSpec:
+def _spec(step: Step, ctx: RunContext) -> RolloutSpec:
+    """The rollout's phases from the plan's ``rollout.step`` steps (the compiler wrote them).
+
+    Without the plan (a backend called directly) the same compiler function gives them from the
+    recipe, so there is one author either way.
+    """
+    from framework.rollout.phases import spec_from_steps
+
+    steps = [s for s in ctx.plan_steps if s.kind == "rollout.step" and s.action != "delete"]
+    if steps:
+        return spec_from_steps(steps)
     rollout = ctx.recipe.rollout
     if not isinstance(rollout, (Canary, BlueGreen)):
-        raise BackendError(f"rollout.strategy {rollout.strategy!r} has no controller.")
+        raise BackendError(f"{step.address}: rollout.strategy {rollout.strategy!r} has no "
+                           "controller.")
     return spec_from_recipe(rollout)
 
 

@@ -135,27 +135,13 @@ def _fps(steps: list[Any]) -> tuple[tuple[str, str], ...]:
 
 
 def spec_from_recipe(rollout: Canary | BlueGreen) -> RolloutSpec:
-    """The same spec straight from a recipe's ``rollout`` section (no plan fingerprints)."""
-    from framework.compile.plan import Step  # the step shape only; compile stays pure
+    """The spec of a recipe's ``rollout`` section, through the compiler (no plan fingerprints).
 
-    if isinstance(rollout, Canary):
-        raw = [
-            (f"rollout.canary.step{i}", {
-                "strategy": "canary", "weight": w, "hold_s": rollout.interval_s,
-                "shadow_percent": rollout.shadow_percent, "failure_limit": rollout.failure_limit,
-                "analysis": rollout.analysis.model_dump(mode="json")})
-            for i, w in enumerate(rollout.steps, start=1)
-        ]
-    else:
-        common = {"strategy": "blue_green", "failure_limit": rollout.failure_limit,
-                  "analysis": rollout.analysis.model_dump(mode="json")}
-        raw = [
-            ("rollout.blue_green.shadow", {**common, "phase": "shadow", "weight": 0,
-             "hold_s": rollout.interval_s, "shadow_percent": rollout.shadow_percent}),
-            ("rollout.blue_green.switch", {**common, "phase": "switch", "weight": 100,
-             "hold_s": rollout.bake_time_s, "shadow_percent": 0}),
-            ("rollout.blue_green.retire_blue", {**common, "phase": "retire_blue", "weight": 100,
-             "hold_s": 0, "shadow_percent": 0}),
-        ]
-    steps = [Step(address=a, kind="rollout.step", fingerprint="", attrs=at) for a, at in raw]
+    For callers without a plan (benchmarks, tests); ``loom launch`` reads the plan's steps.
+    """
+    from framework.compile.compiler import rollout_targets
+    from framework.compile.plan import Step
+
+    steps = [Step(address=address, kind="rollout.step", fingerprint="", attrs=attrs)
+             for address, _, attrs in rollout_targets(rollout)]
     return replace(spec_from_steps(steps), fingerprints=())

@@ -73,3 +73,18 @@ def test_importing_the_rollout_package_loads_no_engine_sdk():
             "print([m for m in ('ray', 'mlflow', 'xgboost', 'feast') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_controller_follows_the_plan_not_the_recipe(project, tmp_path):
+    # The compiler is the one author of a rollout's phases: a saved plan's steps win over the
+    # recipe the backend happens to hold.
+    from framework.rollout.backend import _spec
+
+    planned = _rollout_steps(_recipe(project, "rollout=canary", "rollout.steps=[10,100]"))
+    ctx = RunContext(recipe=_recipe(project, "rollout=canary"), project_dir=project,
+                     workspace=tmp_path / "ws", plan_steps=tuple(planned))
+    spec = _spec(planned[0], ctx)
+    assert [p.weight for p in spec.phases] == [10, 100]
+    assert dict(spec.fingerprints) == {s.address: s.fingerprint for s in planned}
+    without_plan = RunContext(recipe=ctx.recipe, project_dir=project, workspace=tmp_path / "ws")
+    assert [p.weight for p in _spec(planned[0], without_plan).phases] == [5, 25, 50, 100]
