@@ -12,6 +12,7 @@ from framework.rollout.guard import live_slots, retire_running
 from framework.rollout.phases import Phase, RolloutSpec
 from framework.rollout.ports import Clock, Promoter, SampleSource, TrafficSetter
 from framework.rollout.state import KEEP_ANALYSES, RolloutState, StateStore
+from framework.serving.control import Slots, SlotSpec, UserConfig, same
 
 
 class Superseded(Exception):
@@ -295,15 +296,18 @@ class RolloutController:
     # ---- traffic and state ----------------------------------------------------------------
 
     def _config(self, weight: float, shadow: float, **slots: Any) -> dict[str, Any]:
+        """The desired ``user_config``: this rollout's slots at ``weight`` and ``shadow``."""
         st = self.state
-        base = copy.deepcopy(st.user_config or {})
-        extra = dict(base.get("slots") or {})
+        base = UserConfig.parse(st.user_config)
+        previous = base.slots.previous
         if "stable" in slots:  # a swap: the outgoing stable stays loaded as the fallback
-            extra["previous"] = slots.get("previous", (base.get("slots") or {}).get("stable"))
-        base["slots"] = {**extra, "stable": slots.get("stable", st.stable),
-                         "candidate": slots.get("candidate", st.candidate)}
-        base["candidate_weight"], base["shadow_percent"] = weight, shadow
-        return base
+            previous = slots.get("previous", base.slots.stable)
+        candidate = slots.get("candidate", st.candidate)
+        new = Slots(stable=SlotSpec.model_validate(slots.get("stable", st.stable)),
+                    candidate=SlotSpec.model_validate(candidate) if candidate else None,
+                    previous=previous)
+        return base.model_copy(update={"slots": new, "candidate_weight": weight,
+                                       "shadow_percent": shadow}).to_doc()
 
     def _set_desired(self, config: dict[str, Any]) -> None:
         st = self.state
@@ -320,7 +324,7 @@ class RolloutController:
         st = self.state
         if st.applied:
             return
-        if self._check_live_candidate() == st.user_config:
+        if same(self._check_live_candidate(), st.user_config):
             st.applied = True  # already live (a controller taking over after a clean hand-over)
             self._save()
             return

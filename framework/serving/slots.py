@@ -58,37 +58,40 @@ class SlotTable:
         """Take a new ``user_config``; returns the versions now live (for cache invalidation).
 
         A stable version replaced in place is kept as ``previous`` for the fallback chain.
+
+        Raises:
+            ValueError: the document is not a ``UserConfig`` (naming the bad keys).
         """
-        slots = user_config.get("slots") or {}
+        from framework.serving.control import UserConfig
+
+        doc = UserConfig.parse(user_config)
         old_stable = self.stable
-        stable = self._slot(slots.get("stable"))
-        if stable is None:
-            raise ValueError("user_config.slots.stable is required: the version that answers traffic")
+        stable = self._slot(doc.slots.stable)
         self.stable = stable
-        self.candidate = self._slot(slots.get("candidate"))
-        named_previous = self._slot(slots.get("previous"))
+        self.candidate = self._slot(doc.slots.candidate)
+        named_previous = self._slot(doc.slots.previous)
         if named_previous is not None:
             self.previous = named_previous
         elif old_stable is not None and old_stable.version != stable.version:
             self.previous = old_stable
-        self.candidate_weight = float(user_config.get("candidate_weight", 0) or 0)
-        self.shadow_percent = float(user_config.get("shadow_percent", 0) or 0)
-        self.config_version = int(user_config.get("config_version", 0) or 0)
-        self.record_samples = bool(user_config.get("record_samples", False))
+        self.candidate_weight = doc.candidate_weight
+        self.shadow_percent = doc.shadow_percent
+        self.config_version = doc.config_version
+        self.record_samples = doc.record_samples
         live = {s.version for s in (self.stable, self.candidate, self.previous) if s is not None}
         self._boosters = {k: v for k, v in self._boosters.items() if k[0] in live}
         return live
 
-    def _slot(self, spec: dict[str, Any] | None) -> Slot | None:
-        if not spec:
+    def _slot(self, spec: Any) -> Any:
+        if spec is None:
             return None
-        version, path = str(spec["version"]), str(spec["model_path"])
+        version, path = spec.version, spec.model_path
         booster = self._boosters.get((version, path))
         if booster is None:
             booster = self._boosters[(version, path)] = load_booster(path)
-        fault = spec.get("fault") or {}
-        return Slot(version, path, str(spec.get("model_uri", "")), booster,
-                    float(fault.get("error_rate", 0) or 0), float(fault.get("extra_latency_ms", 0) or 0))
+        fault = spec.fault
+        return Slot(version, path, spec.model_uri, booster,
+                    fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0)
 
     def pick(self, rng: random.Random) -> tuple[str, Slot]:
         """The role and slot that answers one request, by ``candidate_weight`` percent."""

@@ -100,7 +100,7 @@ class ServeBackend:
                      f"{(user_config['slots']['candidate'] or {}).get('version', '-')})")
         # A new candidate: the extra replica starts first, so while Serve reconfigures replicas
         # one at a time to load the candidate, another replica keeps answering.
-        surge = current is not None and user_config is not current
+        surge = current is not None and user_config is not current  # a new candidate
         if surge and not traffic.set_surge(model_id, True):
             ctx.progress(f"note: no room on the cluster for serving.surge_replicas more replicas of "
                          f"'{model_id}' within {traffic.SURGE_WAIT_S:g} s; going on without them "
@@ -164,35 +164,34 @@ def _refuse_foreign_route(ctx: RunContext) -> None:
 
 
 def _next_user_config(current: dict | None, model: dict[str, Any]) -> dict[str, Any]:
-    """The new version as stable (first deploy) or as the weight-0 candidate (a later version)."""
+    """The new version as stable (first deploy) or as the weight-0 candidate (a later version).
+
+    Returns ``current`` itself when the version is already loaded (nothing to change).
+    """
     from framework.backends.ray_serve.config import initial_user_config, slot_of
+    from framework.serving.control import UserConfig
 
     if current is None:
         return initial_user_config(model)
-    new = json.loads(json.dumps(current))
-    slot = slot_of(model)
-    if new["slots"]["stable"]["version"] == slot["version"]:
+    doc, slot = UserConfig.parse(current), slot_of(model)
+    loaded = [s.version for s in (doc.slots.stable, doc.slots.candidate) if s is not None]
+    if slot.version in loaded:
         return current
-    candidate = new["slots"].get("candidate") or {}
-    if candidate.get("version") == slot["version"]:
-        return current
-    new["slots"]["candidate"] = slot
-    new["candidate_weight"] = 0
-    new["config_version"] = int(new.get("config_version", 0)) + 1
-    return new
+    slots = doc.slots.model_copy(update={"candidate": slot})
+    return doc.model_copy(update={"slots": slots, "candidate_weight": 0,
+                                  "config_version": doc.config_version + 1}).to_doc()
 
 
 def promote_candidate(current: dict[str, Any]) -> dict[str, Any]:
     """The candidate as stable (the old stable kept as ``previous`` for the fallback chain)."""
-    candidate = current["slots"].get("candidate")
-    if not candidate:
+    from framework.serving.control import Slots, UserConfig
+
+    doc = UserConfig.parse(current)
+    if doc.slots.candidate is None:
         return current
-    new = json.loads(json.dumps(current))
-    new["slots"] = {"stable": candidate, "candidate": None, "previous": current["slots"]["stable"]}
-    new["candidate_weight"] = 0
-    new["shadow_percent"] = 0
-    new["config_version"] = int(current.get("config_version", 0)) + 1
-    return new
+    slots = Slots(stable=doc.slots.candidate, previous=doc.slots.stable)
+    return doc.model_copy(update={"slots": slots, "candidate_weight": 0, "shadow_percent": 0,
+                                  "config_version": doc.config_version + 1}).to_doc()
 
 
 def _fallback_models(ctx: RunContext) -> list[dict[str, str]]:

@@ -145,11 +145,14 @@ def validate_config(config: dict[str, Any]) -> Any:
 
 def initial_user_config(model: dict[str, Any]) -> dict[str, Any]:
     """The first ``user_config`` of an app: the registered model as the stable slot."""
-    return {"slots": {"stable": slot_of(model), "candidate": None},
-            "candidate_weight": 0, "shadow_percent": 0, "config_version": 1}
+    from framework.serving.control import Slots, UserConfig
+
+    return UserConfig(slots=Slots(stable=slot_of(model)), config_version=1).to_doc()
 
 
-def slot_of(model: dict[str, Any]) -> dict[str, str]:
-    """A slot from ``registry.register`` outputs."""
-    return {"version": str(model["version"]), "model_path": str(model["model_path"]),
-            "model_uri": str(model.get("model_uri", ""))}
+def slot_of(model: dict[str, Any]) -> Any:
+    """A ``SlotSpec`` from ``registry.register`` outputs."""
+    from framework.serving.control import SlotSpec
+
+    return SlotSpec(version=str(model["version"]), model_path=str(model["model_path"]),
+                    model_uri=str(model.get("model_uri", "")))

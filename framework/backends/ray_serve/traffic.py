@@ -5,12 +5,8 @@ every declaratively deployed application, with only this app's ``user_config`` c
 calls ``reconfigure()`` on the live replicas instead of replacing them. Works from any driver
 connected to the Ray cluster (a CLI process or a detached actor).
 
-The ``user_config`` document (the contract with the rollout controller)::
-
-    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"]},
-               "candidate": null | {...}[, "previous": {...}]},
-     "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int,
-     "record_samples": bool (per-request samples for the rollout controller; default false)}
+The ``user_config`` document is ``framework.serving.control.UserConfig`` (one typed model for the
+deploy step, the rollout controller and the replicas).
 """
 
 from __future__ import annotations
@@ -119,27 +115,14 @@ def check_user_config(user_config: dict[str, Any]) -> None:
     """Refuse a document replicas could not apply (a bad reconfigure fails the whole deployment).
 
     Raises:
-        BackendError: naming the bad key and what it must be.
+        BackendError: naming every bad key and what it must be (``serving.control.UserConfig``).
     """
-    slots = user_config.get("slots")
-    if not isinstance(slots, dict) or not isinstance(slots.get("stable"), dict):
-        raise BackendError("user_config.slots.stable is required: {version, model_path, model_uri}.")
-    for role, slot in slots.items():
-        if slot is None:
-            continue
-        if not isinstance(slot, dict) or not slot.get("version") or not slot.get("model_path"):
-            raise BackendError(f"user_config.slots.{role}: needs 'version' and 'model_path'.")
-        if not str(slot["model_path"]).endswith((".ubj", ".json")):
-            raise BackendError(f"user_config.slots.{role}.model_path: Got {slot['model_path']!r}. "
-                               "Loom serves XGBoost .ubj or .json files only.")
-    for key in ("candidate_weight", "shadow_percent"):
-        value = user_config.get(key, 0)
-        if not isinstance(value, (int, float)) or not 0 <= value <= 100:
-            raise BackendError(f"user_config.{key}: Got {value!r}. It is a percent, 0..100.")
-    if not isinstance(user_config.get("record_samples", False), bool):
-        raise BackendError("user_config.record_samples must be true or false.")
-    if not isinstance(user_config.get("config_version", 0), int):
-        raise BackendError("user_config.config_version must be an integer that grows with every change.")
+    from framework.serving.control import UserConfig
+
+    try:
+        UserConfig.parse(user_config)
+    except ValueError as exc:
+        raise BackendError(f"Refusing a user_config replicas could not apply: {exc}.") from None
 
 
 def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float = WAIT_S,
@@ -158,6 +141,8 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
         BackendError: the document is malformed, the app does not exist, or Serve refused or
             failed the change.
     """
+    from framework.serving.control import same
+
     check_user_config(user_config)
     if surge:
         _scale(model_id, True, wait_s)
@@ -173,7 +158,7 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
 
     _edit(put, wait_for=model_id, wait_s=wait_s)
     live = current_user_config(model_id)
-    if live != user_config:  # only a writer outside Loom (`serve deploy`) can get in between
+    if not same(live, user_config):  # only a writer outside Loom (`serve deploy`) gets between
         raise BackendError(
             f"Serve application '{model_id}' runs config_version "
             f"{(live or {}).get('config_version')} after this change set "

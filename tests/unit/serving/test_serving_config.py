@@ -51,7 +51,8 @@ def test_autoscaling_recipe_sets_autoscaling_not_replicas(tmp_path):
 def test_first_deploy_is_stable_a_new_version_is_a_weight_zero_candidate():
     first = _next_user_config(None, MODEL)
     assert first["slots"] == {"stable": {"version": "3", "model_path": "/abs/model.ubj",
-                                         "model_uri": "models:/churn/3"}, "candidate": None}
+                                         "model_uri": "models:/churn/3"}, "candidate": None,
+                              "previous": None}
     assert _next_user_config(first, MODEL) is first
     second = _next_user_config(first, {**MODEL, "version": "4", "model_path": "/abs/m4.ubj"})
     assert second["slots"]["candidate"]["version"] == "4" and second["candidate_weight"] == 0
@@ -142,11 +143,12 @@ def test_the_curl_example_uses_a_real_entity_from_the_data(sample_data, tmp_path
 
 
 @pytest.mark.parametrize("doc,where", [
-    ({}, "slots.stable"),
-    ({"slots": {"stable": {"version": "1"}}}, "slots.stable: needs"),
+    ({}, "user_config.slots"),
+    ({"slots": {"stable": {"version": "1"}}}, "slots.stable.model_path"),
     ({"slots": {"stable": {"version": "1", "model_path": "/m.pkl"}}}, "model_path"),
     ({"slots": {"stable": {"version": "1", "model_path": "/m.ubj"}}, "candidate_weight": 120},
      "candidate_weight"),
+    ({"slots": {"stable": {"version": "1", "model_path": "/m.ubj"}}, "weight": 5}, "weight"),
 ])
 def test_malformed_user_config_is_refused_before_it_reaches_replicas(doc, where):
     from framework.backends.ray_serve.traffic import check_user_config
