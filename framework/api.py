@@ -137,9 +137,9 @@ def destroy(planned: Planned, purge_registry: bool = False, backend: Backend | N
     ctx, kinds = planned.ctx, {s.kind for s in planned.plan.steps}
     forget = set() if purge_registry else set(HISTORY_KINDS)
     if backend is None and kinds & SERVING_KINDS:
-        from framework.backends.ray_serve import runtime
+        from framework.backends import ray_runtime
 
-        if not runtime.connect(ctx.recipe, ctx.workspace, start=False):
+        if not ray_runtime.connect(ctx.recipe, ctx.workspace, start=False):
             forget |= SERVING_KINDS
     results = executor.apply(planned.plan, ctx, planned.state, Backends(backend), on_step,
                              forget_only=frozenset(forget))

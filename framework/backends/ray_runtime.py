@@ -1,4 +1,5 @@
-"""One Ray per command: the recipe's cluster, a Loom-started head, or a quiet local Ray started here."""
+"""The one place a Loom process connects to Ray: the recipe's cluster, the workspace's head, or a
+quiet local Ray started here. Every connection uses the same namespace and worker environment."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ RAY_ENV = {
     # reporter is silent at verbose=0, so Loom's own progress lines are all a person sees.
     "RAY_AIR_NEW_OUTPUT": "0",
 }
+
+#: Namespace of every Loom driver (detached actors name theirs explicitly as well).
+NAMESPACE = "loom"
+
 
 def set_driver_env() -> None:
     """Set Loom's Ray environment in this process (before ``ray.init``), keeping values already set."""
@@ -73,27 +78,69 @@ def ray_for(recipe: "Recipe", workspace: Path,
         ray.shutdown()
 
 
+def connect(recipe: "Recipe", workspace: Path, start: bool = True) -> bool:
+    """Connect this process to a Ray that outlives it: ``env.ray_address``, else the workspace's head.
+
+    For commands whose work must stay running (Serve apps, the rollout controller). A Ray already
+    initialised in this process is used as it is.
+
+    Args:
+        recipe: the validated recipe (``env.ray_address``, ``env.metrics_export_port``).
+        workspace: the Loom workspace (``<workspace>/ray/address`` names the embedded head).
+        start: start the embedded head when none runs; when False, return False instead.
+
+    Raises:
+        BackendError: the cluster cannot be reached or started.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return True
+    address = recipe.env.ray_address
+    if not address:
+        info = ray_cluster.status(workspace)
+        if not info.get("running"):
+            if not start:
+                return False
+            info = ray_cluster.up(recipe, workspace)
+        address = info["address"]
+    _attach(recipe, Path(workspace), address)
+    return True
+
+
+def _attach(recipe: "Recipe", workspace: Path, address: str) -> None:
+    """``ray.init`` to a running cluster, with Loom's namespace, environment and quiet logs."""
+    import ray
+
+    set_driver_env()
+    if not recipe.env.ray_address:
+        ray_cluster.use_head_env(workspace)  # the head's token, so the driver authenticates
+    try:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+                 runtime_env={"env_vars": dict(RAY_ENV)}, logging_level=logging.WARNING)
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
+        raise BackendError(
+            f"Cannot connect to Ray at {address} (env.ray_address or {workspace}/ray/address): "
+            f"{type(exc).__name__}: {exc}. Start it with `loom up` or fix env.ray_address."
+        ) from exc
+
+
 def _init(recipe: "Recipe", workspace: Path) -> str:
     import ray
 
     address = resolve_address(recipe, workspace)
-    runtime_env = {"env_vars": dict(RAY_ENV)}
+    if address:
+        _attach(recipe, workspace, address)
+        return f"connected to {address}"
+    temp_dir = str(ray_cluster.temp_dir(workspace))
+    Path(temp_dir).mkdir(parents=True, exist_ok=True)
     try:
-        if address:
-            if not recipe.env.ray_address:
-                ray_cluster.use_head_env(workspace)
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env,
-                     logging_level=logging.WARNING)
-            return f"connected to {address}"
-        temp_dir = str(ray_cluster.temp_dir(workspace))
-        Path(temp_dir).mkdir(parents=True, exist_ok=True)
         ray.init(num_cpus=recipe.env.ray_num_cpus, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=temp_dir, runtime_env=runtime_env, logging_level=logging.WARNING,
-                 configure_logging=True)
-        return f"started a local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+                 namespace=NAMESPACE, _temp_dir=temp_dir, runtime_env={"env_vars": dict(RAY_ENV)},
+                 logging_level=logging.WARNING, configure_logging=True)
     except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        where = f"the Ray cluster at {address!r} (env.ray_address)" if address else "a local Ray"
         raise BackendError(
-            f"Could not start or reach {where}: {exc}. "
-            "Check env.ray_address (empty starts a local Ray) or that the cluster is up."
+            f"Could not start a local Ray: {exc}. Check env.ray_num_cpus, or set env.ray_address "
+            "to use a running cluster."
         ) from exc
+    return f"started a local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"

@@ -323,9 +323,9 @@ def connect(recipe: Any, workspace: Path | str) -> None:
     Raises:
         BackendError: no cluster runs for this recipe (nothing is deployed, so nothing rolls out).
     """
-    from framework.backends.ray_serve import runtime
+    from framework.backends import ray_runtime
 
-    if not runtime.connect(recipe, Path(workspace), start=False):
+    if not ray_runtime.connect(recipe, Path(workspace), start=False):
         raise BackendError(
             f"No Ray cluster runs for {recipe.model_id!r} (env.ray_address or "
             f"{workspace}/ray/address), so no rollout controller either. `loom rollout status` "

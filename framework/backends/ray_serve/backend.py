@@ -53,9 +53,10 @@ class ServeBackend:
     def apply(self, step: Any, ctx: RunContext) -> dict[str, Any]:
         """Deploy (``serving.deploy``) or promote (``rollout.direct``); returns the app's outputs."""
         self._check_kind(step)
+        from framework.backends import ray_runtime
         from framework.backends.ray_serve import runtime
 
-        runtime.connect(ctx.recipe, ctx.workspace)
+        ray_runtime.connect(ctx.recipe, ctx.workspace)
         http = ctx.recipe.serving.http
         client = runtime.ensure_serve(http.host, http.port)
         host, port = runtime.http_address(client)
@@ -259,13 +260,12 @@ def _digest(args: dict[str, Any]) -> str:
 
 def _serve_running(ctx: RunContext) -> bool:
     try:
-        import ray
         from ray.serve.context import _get_global_client
 
-        from framework.backends.ray_serve import runtime
+        from framework.backends import ray_runtime
 
         # Observing never starts a cluster: no running Ray means nothing is deployed.
-        if not ray.is_initialized() and not runtime.connect(ctx.recipe, ctx.workspace, start=False):
+        if not ray_runtime.connect(ctx.recipe, ctx.workspace, start=False):
             return False
         return _get_global_client(raise_if_no_controller_running=False) is not None
     except BackendError:

@@ -101,11 +101,10 @@ def _url(recipe: Any, workspace: Path) -> str:
     from framework.backends.ray_serve.client import endpoint_url
 
     try:
-        import ray
-
+        from framework.backends import ray_runtime
         from framework.backends.ray_serve import runtime
 
-        if ray.is_initialized() or runtime.connect(recipe, workspace, start=False):
+        if ray_runtime.connect(recipe, workspace, start=False):
             host, port = runtime.http_address()
             return endpoint_url(recipe, host, port)
     except Exception:  # no cluster or no Serve: fall back to the recipe's address
@@ -137,11 +136,10 @@ def export_serve_config(recipe: Any, workspace: Path, project_dir: Path, out: Pa
 
 def _running_user_config(recipe: Any, workspace: Path) -> dict[str, Any] | None:
     try:
-        import ray
+        from framework.backends import ray_runtime
+        from framework.backends.ray_serve import traffic
 
-        from framework.backends.ray_serve import runtime, traffic
-
-        if ray.is_initialized() or runtime.connect(recipe, workspace, start=False):
+        if ray_runtime.connect(recipe, workspace, start=False):
             return traffic.current_user_config(recipe.app_name)
     except Exception:  # no cluster, no Serve: use the registry
         return None

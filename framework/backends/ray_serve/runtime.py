@@ -1,48 +1,11 @@
-"""Connecting a driver to Ray and making sure Serve runs, on 127.0.0.1, with access logs off."""
+"""Making sure Serve runs on the connected Ray, on 127.0.0.1, with access logs off."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from framework.errors import BackendError
-
-
-def connect(recipe: Any, workspace: Path, start: bool = True) -> bool:
-    """Connect this process to Ray: ``env.ray_address``, else the workspace's head.
-
-    Args:
-        recipe: the validated recipe (``env.ray_address``, ``env.metrics_export_port``).
-        workspace: the Loom workspace (``<workspace>/ray/address`` names the embedded head).
-        start: start the embedded head when none runs; when False, return False instead.
-
-    Raises:
-        BackendError: the cluster cannot be reached or started.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return True
-    from framework.backends import ray_cluster
-
-    address = recipe.env.ray_address
-    if not address:
-        info = ray_cluster.status(workspace)
-        if not info.get("running"):
-            if not start:
-                return False
-            info = ray_cluster.up(recipe, workspace)
-        address = info["address"]
-        ray_cluster.use_head_env(workspace)
-    try:
-        ray.init(address=address, namespace="loom", log_to_driver=False, logging_level=logging.WARNING)
-    except Exception as exc:
-        raise BackendError(
-            f"Cannot connect to Ray at {address} (env.ray_address or {workspace}/ray/address): "
-            f"{type(exc).__name__}: {exc}. Start it with `loom up` or fix env.ray_address."
-        ) from exc
-    return True
 
 
 def ensure_serve(host: str, port: int) -> Any:
