@@ -166,7 +166,7 @@ def _warn(warnings: tuple[str, ...]) -> None:
 
 def cmd_validate(ns: argparse.Namespace) -> int:
     from framework import api
-    from framework.loading.hostile import walk
+    from framework.loading.hostile import redacted, walk
     from framework.loading.provenance import DEFAULT
 
     loaded = api.validate(ns.args, tuple(ns.templates), ns.project)
@@ -174,9 +174,9 @@ def cmd_validate(ns: argparse.Namespace) -> int:
     if ns.show:
         import yaml
 
-        print(yaml.safe_dump(_redacted(loaded.data), sort_keys=False), end="")
+        print(yaml.safe_dump(redacted(loaded.data), sort_keys=False), end="")
     if ns.explain:
-        leaves = [(p, v) for p, v in walk(_redacted(loaded.data)) if not isinstance(v, (dict, list)) and p]
+        leaves = [(p, v) for p, v in walk(redacted(loaded.data)) if not isinstance(v, (dict, list)) and p]
         width = max(len(p) for p, _ in leaves)
         for path, value in leaves:
             origin = loaded.origins.by_path.get(path) or loaded.origins(path) or DEFAULT
@@ -186,20 +186,6 @@ def cmd_validate(ns: argparse.Namespace) -> int:
           f"{len(r.features.views)} feature views, {len(r.feature_names())} features, "
           f"{r.training.model.objective}, rollout {r.rollout.strategy}.")
     return 0
-
-
-def _redacted(data: Any) -> Any:
-    """Secret references print as ${oc.env:VAR} / <file:...>; no secret value is ever in the data."""
-    import copy
-
-    from framework.loading.hostile import field_role, set_path, walk
-
-    out = copy.deepcopy(data)
-    for path, value in list(walk(out)):
-        if isinstance(value, dict) and field_role(path) == "secret":
-            ref = "${oc.env:%s}" % value["env"] if value.get("env") else f"<secret file {value.get('file')}>"
-            set_path(out, path, ref)
-    return out
 
 
 def cmd_plan(ns: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def check_shared(plan: Plan, ctx: RunContext, state: State) -> None:
             fields = _differing(step.attrs, theirs.get("attrs") or {})
             problems.append(
                 f"{step.address} in Feast project {ctx.recipe.project!r}: {mine} and "
-                f"{theirs_file(state, other)} define it differently"
+                f"{_recipe_file(state, other)} define it differently"
                 + (f" ({'; '.join(fields)})" if fields else " (inputs differ)"))
     if problems:
         raise PlanError("Two recipes define the same Feast object differently:\n  "
@@ -76,7 +76,7 @@ def check_shared(plan: Plan, ctx: RunContext, state: State) -> None:
                         "features.project (or another object name).")
 
 
-def theirs_file(state: State, recipe: str) -> str:
+def _recipe_file(state: State, recipe: str) -> str:
     """The file another recipe was applied from, for messages."""
     return state.others()[recipe].get("recipe_file") or f"recipe {recipe!r}"
 

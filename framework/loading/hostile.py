@@ -118,3 +118,16 @@ def scan(raw: dict[str, Any], origin: typing.Callable[[str], str | None]) -> tup
                                         has_value=True, message="A secret may not have a default value in YAML.",
                                         hint=f"Write ${{oc.env:{match.group(1)}}} and set the variable."))
     return problems, secrets
+
+
+def redacted(data: Any) -> Any:
+    """A copy of a composed recipe for display: secret references as ``${oc.env:VAR}`` or
+    ``<secret file ...>`` (no secret value is ever in the data; this keeps it readable)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for path, value in list(walk(out)):
+        if isinstance(value, dict) and field_role(path) == "secret":
+            ref = "${oc.env:%s}" % value["env"] if value.get("env") else f"<secret file {value.get('file')}>"
+            set_path(out, path, ref)
+    return out
