@@ -163,7 +163,8 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
             f"Serve application '{model_id}' runs config_version "
             f"{(live or {}).get('config_version')} after this change set "
             f"{user_config.get('config_version')}: something outside Loom changed the Serve "
-            "config meanwhile. The change is retried; stop the other writer."
+            "config meanwhile. Stop the other writer and try again (a rollout controller "
+            "retries by itself)."
         )
     if surge is False:
         _scale(model_id, False, wait_s)
