@@ -77,9 +77,29 @@ def decode_json(raw: bytes, max_bytes: int | None = None) -> Any:
     if max_bytes is not None and len(raw) > max_bytes:
         raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
     try:
-        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = raw.decode(json.detect_encoding(raw))  # strict: encoded surrogates are refused
+        data = _DECODER.decode(text)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ApiError(400, "The body is not valid JSON (NaN and Infinity are not allowed).") from exc
+    # A \ud800-style escape outside a pair decodes to a lone surrogate, which no answer or log
+    # can encode: refuse it here, before it reaches a lookup, a cache key or an error message.
+    if "\\u" in text and _has_lone_surrogate(data):
+        raise ApiError(400, "The body holds a lone UTF-16 surrogate (\\ud800-\\udfff) in a "
+                            "string; send valid Unicode text.")
+    return data
+
+
+def _has_lone_surrogate(node: Any) -> bool:
+    if isinstance(node, str):
+        return _SURROGATE.search(node) is not None
+    if isinstance(node, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_lone_surrogate(v) for v in node)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 async def read_json(request: Any, max_bytes: int) -> Any:

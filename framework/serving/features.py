@@ -94,7 +94,10 @@ def check_request_features(features: dict[str, Any], feature_names: list[str]) -
 def _is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return True
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (a 400-digit value)
+        return False
 
 
 def merge_row(looked_up: dict[str, Any], given: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -132,7 +132,10 @@ def _malformed_cases() -> list[tuple[str, dict]]:
             b'{"model_id": "churn", "features": {"tenure_months": -Infinity}}',
             b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000, b'{"a": 1}{"b": 2}', b"nul",
             b'{"model_id": "churn", "features": {"tenure_months": 1' + b"0" * 5000 + b"}}",
-            b"x" * 70_000, b'{"model_id": "churn", "features": ' + b"[" * 30_000 + b"}"]
+            b"x" * 70_000, b'{"model_id": "churn", "features": ' + b"[" * 30_000 + b"}",
+            b'{"model_id": "churn", "features": {"\\ud800": 1}}',
+            b'{"model_id": "churn", "entities": {"customer_id": "\\udfff"}}',
+            b'{"model_id": "churn", "features": {"tenure_months": 1' + b"0" * 400 + b"}}"]
     cases += [("raw", {"raw": r}) for r in raws]
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
         cases.append(("raw", {"raw": json.dumps({"model_id": "churn", "features": good}).encode(),
@@ -161,6 +164,8 @@ def test_malformed_requests_get_4xx_never_500_or_a_traceback(app):
         if isinstance(body, dict):
             assert set(body) == {"error", "request_id"}, text[:300]
     assert {400, 404, 413, 415, 422} <= set(seen)
+    # hostile keys never reach the feature store, so they cannot open its breaker for everyone
+    assert _models(app)["circuits"]["feature_store"]["state"] == "closed"
 
 
 def test_every_route_needs_a_key_and_keys_are_scoped(app):

@@ -220,3 +220,31 @@ def test_a_join_key_given_twice_with_two_values_is_refused():
         parse_predict({"entities": {"customer_id": "A"}, "features": {"customer_id": "B"}}, 10,
                       {"customer_id": "string"})
     assert err.value.status == 422 and "features.customer_id" in err.value.message
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"features": {"\\ud800": 1}}',                        # a lone surrogate as a feature name
+    b'{"entities": {"customer_id": "\\udfff"}}',            # ... as an entity key
+    b'{"instances": [{"features": {"x": 1}}, {"entities": {"k": "a\\ud83dz"}}]}',
+    b'{"features": {"\xed\xa0\x80": 1}}',                   # an encoded surrogate (not UTF-8)
+], ids=["feature-name", "entity-key", "deep", "encoded"])
+def test_lone_surrogates_are_a_400_not_a_500(raw):
+    from framework.serving.body import decode_json
+
+    with pytest.raises(ApiError) as err:
+        decode_json(raw)
+    assert err.value.status == 400
+
+
+def test_a_surrogate_pair_is_ordinary_text():
+    from framework.serving.body import decode_json
+
+    assert decode_json(b'{"entities": {"k": "\\ud83d\\ude00"}}') == {"entities": {"k": "\U0001F600"}}
+
+
+def test_an_integer_too_large_for_a_float_is_a_422():
+    from framework.serving.features import check_request_features
+
+    with pytest.raises(ApiError) as err:
+        check_request_features({"tenure_months": 10 ** 400}, ["tenure_months"])
+    assert err.value.status == 422 and "tenure_months" in err.value.message
