@@ -143,16 +143,8 @@ def destroy(planned: Planned, purge_registry: bool = False, backend: Backend | N
             forget |= SERVING_KINDS
     results = executor.apply(planned.plan, ctx, planned.state, Backends(backend), on_step,
                              forget_only=frozenset(forget))
-    _forget_recipe(planned.state, ctx.recipe.app_name)
+    planned.state.drop(ctx.recipe.app_name)
     return results
-
-
-def _forget_recipe(state: State, app_name: str) -> None:
-    state.drop()
-    with state.store.transaction() as doc:
-        rollout = doc["rollouts"].get(app_name)
-        if rollout is not None and rollout.get("status") != "running":
-            del doc["rollouts"][app_name]
 
 
 def _check_sources(ctx: RunContext) -> None:

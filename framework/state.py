@@ -79,6 +79,12 @@ class WorkspaceState:
         """A snapshot of recipe ``name``'s section (empty when it was never applied)."""
         return recipe_section(self.read(), name)
 
+    @contextlib.contextmanager
+    def recipe_transaction(self, name: str) -> Iterator[dict[str, Any]]:
+        """Recipe ``name``'s section to change in place, in one transaction (``transaction``)."""
+        with self.transaction() as doc:
+            yield recipe_section(doc, name)
+
     def rollout(self, model_id: str) -> dict[str, Any] | None:
         """A snapshot of the rollout state of ``model_id``, or None."""
         return self.read()["rollouts"].get(model_id)

@@ -21,9 +21,9 @@ def destroy_plan(compiled: Plan, state: State, feast_project: str, purge_registr
     kinds = {address: entry.get("kind", "") for address, entry in state.entries.items()}
     for address, kind in delete_order(kinds):
         entry = state.entries[address]
-        users = state.users_of(address, feast_project)
-        if users:
-            reason = f"kept in Feast: recipe {', '.join(users)} still uses it"
+        kept = state.kept_reason(address, feast_project)
+        if kept:
+            reason = kept
         elif kind in HISTORY_KINDS and not purge_registry:
             reason = "forgotten; runs and versions stay in the registry (--purge-registry deletes)"
         else:

@@ -93,11 +93,8 @@ def _differing(mine: dict[str, Any], theirs: dict[str, Any], prefix: str = "") -
 
 
 def _keep_shared(step: Step, state: State, feast_project: str) -> Step:
-    users = state.users_of(step.address, feast_project) if step.action == "delete" else []
-    if not users:
-        return step
-    return step.model_copy(update={"reason": f"{step.reason}; kept in Feast: recipe "
-                                             f"{', '.join(users)} still uses it"})
+    kept = state.kept_reason(step.address, feast_project) if step.action == "delete" else None
+    return step.model_copy(update={"reason": f"{step.reason}; {kept}"}) if kept else step
 
 
 @dataclass

@@ -63,8 +63,7 @@ class State:
         entry = {"kind": kind, "fingerprint": fingerprint, "outputs": outputs,
                  "attrs": dict(attrs or {}), "applied_at": now_text()}
         self.entries[address] = entry
-        with self.store.transaction() as doc:
-            section = recipe_section(doc, self.recipe)
+        with self.store.recipe_transaction(self.recipe) as section:
             section["steps"][address] = entry
             section.update(self.about, applied_at=entry["applied_at"])
 
@@ -75,11 +74,15 @@ class State:
             if section is not None:
                 section["steps"].pop(address, None)
 
-    def drop(self) -> None:
-        """Remove the recipe's whole section (``loom destroy`` after every step is gone)."""
+    def drop(self, app_name: str) -> None:
+        """Remove the recipe's whole section and its app's finished rollout, in one transaction
+        (``loom destroy`` after every step is gone; a running rollout is never dropped)."""
         self._entries = {}
         with self.store.transaction() as doc:
             doc["recipes"].pop(self.recipe, None)
+            rollout = doc["rollouts"].get(app_name)
+            if rollout is not None and rollout.get("status") != "running":
+                del doc["rollouts"][app_name]
 
     def users_of(self, address: str, feast_project: str) -> list[str]:
         """Other recipes that hold the shared Feast object ``address`` of ``feast_project``."""
@@ -88,6 +91,11 @@ class State:
         return sorted(name for name, section in self.others().items()
                       if section.get("feast_project") == feast_project
                       and address in section.get("steps", {}))
+
+    def kept_reason(self, address: str, feast_project: str) -> str | None:
+        """Why deleting ``address`` keeps the Feast object (other users), or None when it goes."""
+        users = self.users_of(address, feast_project)
+        return f"kept in Feast: recipe {', '.join(users)} still uses it" if users else None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

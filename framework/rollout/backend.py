@@ -190,10 +190,8 @@ def _load_steps(store: StateStore, recipe: str) -> dict[str, Any]:
 
 
 def _save_steps(store: StateStore, recipe: str, steps: dict[str, Any]) -> None:
-    from framework.state import recipe_section
-
-    with store.workspace.transaction() as doc:
-        recipe_section(doc, recipe)["rollout_steps"] = steps
+    with store.workspace.recipe_transaction(recipe) as section:
+        section["rollout_steps"] = steps
 
 
 def _record_step(store: StateStore, recipe: str, rollout_id: str, step: Step) -> None:

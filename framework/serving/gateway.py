@@ -21,9 +21,8 @@ from ray import serve
 
 from framework.serving.body import decode_json, read_body, request_id_of
 from framework.serving.problems import ApiError, install_handlers
+from framework.serving.settings import models_under
 
-#: The builder of every Loom model app (``backends.ray_serve.config.IMPORT_PATH``).
-MODEL_IMPORT_PATH = "framework.serving.app:build_app"
 REFRESH_S = 2.0
 #: Unknown ids look again no more often than this: a burst of them must not load the controller.
 MIN_AGE_S = 0.25
@@ -48,7 +47,7 @@ class LoomGateway:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.max_body_bytes = int(args.get("max_body_bytes", 1_048_576))
-        self.models_prefix = str(args.get("models_prefix", "/v1/models")).rstrip("/") + "/"
+        self.models_prefix = str(args.get("models_prefix", "/v1/models"))
         self._models: dict[str, Any] = {}
         self._seen_at = 0.0
 
@@ -111,11 +110,8 @@ class LoomGateway:
             from ray.serve.context import _get_global_client
 
             configs = await _get_global_client()._controller.get_app_configs.remote()
-            found = {}
-            for name, cfg in configs.items():
-                route = cfg.route_prefix or ""
-                if cfg.import_path == MODEL_IMPORT_PATH and route.startswith(self.models_prefix):
-                    found[route[len(self.models_prefix):]] = name
+            found = models_under(((n, c.import_path, c.route_prefix) for n, c in configs.items()),
+                                 self.models_prefix)
             self._models = {model: self._models.get(model) or serve.get_app_handle(app)
                             for model, app in sorted(found.items())}
             self._seen_at = time.monotonic()

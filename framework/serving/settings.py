@@ -51,6 +51,20 @@ class AppArgs(BaseModel):
     deployment_name: str = Field(default="Predictor")
 
 
+#: The builder every Loom model app is deployed with (``import_path`` in its Serve config).
+MODEL_IMPORT_PATH = "framework.serving.app:build_app"
+
+
+def models_under(apps: Any, models_prefix: str) -> dict[str, str]:
+    """Model id → app name of the Loom model apps mounted under ``models_prefix``.
+
+    ``apps``: ``(app name, import_path, route_prefix)`` of every Serve application.
+    """
+    prefix = models_prefix.rstrip("/") + "/"
+    return {route[len(prefix):]: name for name, path, route in apps
+            if path == MODEL_IMPORT_PATH and (route or "").startswith(prefix)}
+
+
 def parse_args(args: dict[str, Any]) -> AppArgs:
     """Validate builder ``args``; a ``ValueError`` names the bad key."""
     return AppArgs.model_validate(args)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
 from framework.errors import BackendError
+from framework.state import WorkspaceState
 
 
 class ServeBackend:
@@ -70,8 +69,8 @@ class ServeBackend:
 
     def delete(self, address: str, ctx: RunContext) -> None:
         """Remove the app for ``serving.deploy``; a rollout step leaves nothing to remove."""
-        with _transaction(ctx) as records:
-            records.pop(address, None)
+        with WorkspaceState(ctx.workspace).recipe_transaction(ctx.recipe.name) as section:
+            section["serving"].pop(address, None)
         if address.startswith("serving.deploy") and _serve_running(ctx):
             from framework.backends.ray_serve import traffic
             from framework.serving.stats import drop_stats
@@ -133,8 +132,8 @@ class ServeBackend:
 
     def _record(self, step: Any, ctx: RunContext, args: dict, user_config: dict,
                 version: str | None = None) -> dict[str, Any]:
-        with _transaction(ctx) as records:
-            records[step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
+        with WorkspaceState(ctx.workspace).recipe_transaction(ctx.recipe.name) as section:
+            section["serving"][step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
                                      "slots": _slot_versions(user_config), "version": version}
         return _outputs(ctx, user_config)
 
@@ -274,15 +273,4 @@ def _serve_running(ctx: RunContext) -> bool:
 
 def _records(ctx: RunContext) -> dict[str, Any]:
     """The recipe's serving records (a snapshot)."""
-    from framework.state import WorkspaceState
-
     return WorkspaceState(ctx.workspace).recipe(ctx.recipe.name)["serving"]
-
-
-@contextlib.contextmanager
-def _transaction(ctx: RunContext) -> Iterator[dict[str, Any]]:
-    """The recipe's serving records, to change in one state transaction."""
-    from framework.state import WorkspaceState, recipe_section
-
-    with WorkspaceState(ctx.workspace).transaction() as doc:
-        yield recipe_section(doc, ctx.recipe.name)["serving"]

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from framework.serving.auth import key_records
-from framework.serving.settings import AppArgs, deployment_options
+from framework.serving.settings import MODEL_IMPORT_PATH, AppArgs, deployment_options
 
-IMPORT_PATH = "framework.serving.app:build_app"
+IMPORT_PATH = MODEL_IMPORT_PATH
 DEPLOYMENT = "Predictor"
 GATEWAY_APP = "loom-gateway"
 GATEWAY_IMPORT_PATH = "framework.serving.gateway:build_gateway"

@@ -46,12 +46,11 @@ def app_configs() -> dict[str, dict[str, Any]]:
     return {name: cfg.model_dump(mode="json", exclude_unset=True) for name, cfg in configs.items()}
 
 
-def apply_apps(configs: dict[str, dict[str, Any]], wait_for: str | None = None,
-               wait_s: float = WAIT_S) -> None:
-    """Apply the full set of declarative apps; optionally wait until ``wait_for`` is RUNNING.
+def apply_apps(configs: dict[str, dict[str, Any]]) -> None:
+    """Apply the full set of declarative apps (callers hold the config lock: see ``_edit``).
 
     Raises:
-        BackendError: Serve refused the config, or the app did not become RUNNING in time.
+        BackendError: Serve refused the config.
     """
     from ray.serve.schema import ServeDeploySchema
 
@@ -62,8 +61,6 @@ def apply_apps(configs: dict[str, dict[str, Any]], wait_for: str | None = None,
         raise
     except Exception as exc:
         raise BackendError(f"Ray Serve refused the application config: {exc}") from exc
-    if wait_for is not None:
-        wait_running(wait_for, wait_s)
 
 
 def app_status(name: str) -> tuple[str, str]:
@@ -283,15 +280,15 @@ def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
 
 def drop_gateway_if_unused(route_prefix: str) -> bool:
     """Remove the gateway of ``route_prefix`` once no model app is mounted under it; True if so."""
-    from framework.backends.ray_serve.config import IMPORT_PATH, gateway_config, model_route
+    from framework.backends.ray_serve.config import gateway_config, model_route
+    from framework.serving.settings import models_under
 
     name = gateway_config(route_prefix)["name"]
     under = model_route(route_prefix, "")
 
     def drop(configs: dict[str, dict[str, Any]]) -> bool:
-        models = [n for n, c in configs.items() if c.get("import_path") == IMPORT_PATH
-                  and str(c.get("route_prefix", "")).startswith(under)]
-        return not models and configs.pop(name, None) is not None
+        apps = ((n, c.get("import_path"), c.get("route_prefix")) for n, c in configs.items())
+        return not models_under(apps, under) and configs.pop(name, None) is not None
 
     return _edit(drop)
 
