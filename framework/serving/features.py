@@ -59,15 +59,16 @@ def _parquet_rows(path: str, keys: list[str], timestamp_field: str | None) -> li
 def build_lookup(settings: dict[str, Any], keys: list[str], feature_names: list[str]) -> FeatureLookup:
     """The lookup a replica uses, from the plain settings in the app's args.
 
-    ``type``: ``feast`` (``repo_dir``, ``feature_service``), ``memory`` (``rows`` or ``path``) or
-    ``none``. The Feast client is imported here, inside the replica, never by the driver.
+    ``type``: ``feast`` (``repo_dir``, ``feature_service``, optional ``ttl_s``: view -> seconds,
+    read from the Feast registry when absent), ``memory`` (``rows`` or ``path``) or ``none``.
+    The Feast client is imported here, inside the replica, never by the driver.
     """
     kind = settings.get("type", "none")
     if kind == "feast":
         from framework.backends.feast.online import OnlineFeatureClient
 
         return OnlineFeatureClient.from_workspace(settings["repo_dir"], settings["feature_service"],
-                                                  feature_names)
+                                                  feature_names, settings.get("ttl_s"))
     if kind == "memory":
         rows = settings.get("rows")
         if rows is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,28 @@ class OnlineFeatureClient:
     it; pickling a client pickles those arguments, and unpickling opens the store again.
     """
 
-    def __init__(self, store: Any, service: Any, feature_names: list[str], repo_dir: str) -> None:
+    def __init__(self, store: Any, service: Any, feature_names: list[str], repo_dir: str,
+                 ttl_s: dict[str, int] | None = None) -> None:
         self._store = store
         self._service = service
         self.feature_names = list(feature_names)
         self.repo_dir = repo_dir
+        self._ttl_arg = ttl_s
+        self._expiring = _expiring_features(store, service, ttl_s)
+        self.expired = 0
+        """Values read older than their view's TTL, and so returned as None, since construction."""
 
     @classmethod
-    def from_workspace(cls, repo_dir: str, service_name: str,
-                       feature_names: list[str]) -> "OnlineFeatureClient":
-        """Open the Feast repo at ``repo_dir`` and resolve the feature service once.
+    def from_workspace(cls, repo_dir: str, service_name: str, feature_names: list[str],
+                       ttl_s: dict[str, int] | None = None) -> "OnlineFeatureClient":
+        """Open the Feast repo at ``repo_dir`` and resolve the feature service (and view TTLs) once.
 
         Args:
             repo_dir: the generated feature repo with its ``feature_store.yaml``:
                 ``<workspace>/feast/<project>`` (``framework.backends.feast.repo.repo_dir``).
             service_name: the model's feature service (``features.service.name``).
             feature_names: the model's input columns, in order (``Recipe.feature_names()``).
+            ttl_s: view name -> ``ttl_s`` (0 = forever); read from the Feast registry when None.
 
         Raises:
             BackendError: the repo or the service is missing (run ``loom launch`` first).
@@ -47,11 +54,11 @@ class OnlineFeatureClient:
                 f"features.service.name: feature service '{service_name}' is not in the Feast registry "
                 f"at {repo_dir} ({exc}). Run `loom launch` for this recipe first."
             ) from exc
-        return cls(store, service, feature_names, str(repo_dir))
+        return cls(store, service, feature_names, str(repo_dir), ttl_s)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (OnlineFeatureClient.from_workspace,
-                (self.repo_dir, self._service.name, self.feature_names))
+                (self.repo_dir, self._service.name, self.feature_names, self._ttl_arg))
 
     def get(self, entity_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Feature values for each entity row, in order; a missing value is None.
@@ -60,11 +67,58 @@ class OnlineFeatureClient:
             entity_rows: one dict of join key → value per entity, e.g. ``[{"customer_id": "C000042"}]``.
 
         Returns:
-            One dict of feature name → value (or None) per entity row, in the same order.
+            One dict of feature name → value (or None) per entity row, in the same order. A value
+            older than its view's ``ttl_s`` is None, as the spec says (Feast serves it regardless).
         """
         if not entity_rows:
             return []
-        columns = self._store.get_online_features(
-            features=self._service, entity_rows=entity_rows).to_dict()
+        response = self._store.get_online_features(features=self._service, entity_rows=entity_rows)
+        columns = response.to_dict()
+        if self._expiring:
+            self.expired += _drop_expired(response.proto, columns, self._expiring, time.time())
         names = self.feature_names
         return [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
+
+
+def _expiring_features(store: Any, service: Any, ttl_s: dict[str, int] | None) -> list[tuple[int, list[str]]]:
+    """``(ttl seconds, feature names)`` of each of the service's views with a TTL, read once.
+
+    Raises:
+        BackendError: a view of the service is not in the registry.
+    """
+    out = []
+    for proj in service.feature_view_projections:
+        if ttl_s is not None:
+            seconds = int(ttl_s.get(proj.name, 0))
+        else:
+            try:
+                ttl = store.get_feature_view(proj.name, allow_registry_cache=False).ttl
+            except Exception as exc:  # noqa: BLE001 - Feast raises many types here
+                raise BackendError(f"features.views.{proj.name}: not in the Feast registry ({exc}). "
+                                   "Run `loom launch` for this recipe first.") from exc
+            seconds = int(ttl.total_seconds()) if ttl else 0
+        if seconds > 0 and proj.features:
+            out.append((seconds, [f.name for f in proj.features]))
+    return out
+
+
+def _drop_expired(proto: Any, columns: dict[str, list], expiring: list[tuple[int, list[str]]],
+                  now: float) -> int:
+    """Set values older than their view's TTL to None in ``columns``; the number of values dropped.
+
+    Feast stamps every feature of a view with the row's event time, so one feature per view is read.
+    An entity without a row has a zero stamp and None values: nothing to drop. Whole seconds, so a
+    value expires at most a second late (never early), like the offline join's ``ts + ttl >= t``.
+    """
+    refs = list(proto.metadata.feature_names.val)
+    dropped = 0
+    for seconds, names in expiring:
+        oldest = int(now) - seconds
+        stamps = proto.results[refs.index(names[0])].event_timestamps
+        for j, ts in enumerate(stamps):
+            if ts.seconds < oldest:
+                for n in names:
+                    if columns[n][j] is not None:
+                        columns[n][j] = None
+                        dropped += 1
+    return dropped
