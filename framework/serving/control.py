@@ -4,7 +4,7 @@ One model for both sides: the deploy step and the rollout controller build it, `
 it before Serve sees it (a bad reconfigure would fail the whole deployment), and replicas read it
 in ``reconfigure``. On the wire it is a plain JSON object::
 
-    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"]},
+    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"][, "contract"]},
                "candidate": null | {...}, "previous": null | {...}},
      "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int,
      "record_samples": bool}
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from framework.compile.contract import Contract
 
 
 class _Doc(BaseModel):
@@ -38,6 +40,8 @@ class SlotSpec(_Doc):
     model_path: str = Field(min_length=1, description="XGBoost .ubj or .json file to load.")
     model_uri: str = Field(default="", description="Where the registry keeps it (for people).")
     fault: Fault | None = Field(default=None, description="Injected trouble (tests only).")
+    contract: Contract | None = Field(
+        default=None, description="The version's contract (task, labels, features, categories).")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -87,8 +91,9 @@ class UserConfig(_Doc):
         """The JSON object Serve carries (slots without a fault have no ``fault`` key)."""
         doc = self.model_dump(mode="json")
         for slot in doc["slots"].values():
-            if slot is not None and slot.get("fault") is None:
-                slot.pop("fault", None)
+            for key in ("fault", "contract"):
+                if slot is not None and slot.get(key) is None:
+                    slot.pop(key, None)
         return doc
 
 

@@ -8,6 +8,7 @@ Names as scraped from Ray's metrics port:
 - ``ray_loom_cache_hits_total{model}``                 answers served from the cache
 - ``ray_loom_fallbacks_total{model,level}``            answers from a fallback level
 - ``ray_loom_circuit_state{model,dependency}``         0 closed, 1 half-open, 2 open
+- ``ray_loom_unseen_categories_total{model,feature}``  categories a version never saw in training
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class NullMetrics:
     def circuit(self, dependency: str, value: int) -> None:
         """Set a circuit's state."""
 
+    def unseen_category(self, feature: str) -> None:
+        """Count one category the answering version never saw in training (read as missing)."""
+
 
 class ServeMetrics(NullMetrics):
     """The same calls, recorded with Ray Serve's metrics API inside a replica."""
@@ -59,10 +63,13 @@ class ServeMetrics(NullMetrics):
         self._circuit = metrics.Gauge(
             "loom_circuit_state", description="Circuit state: 0 closed, 1 half-open, 2 open.",
             tag_keys=("model", "dependency"))
+        self._unseen = metrics.Counter(
+            "loom_unseen_categories", description="Categories the answering version never saw in "
+            "training; read as missing.", tag_keys=("model", "feature"))
 
         # The model tag is a default tag, so hot-path calls pass only what varies.
         for metric in (self._requests, self._latency, self._lookup, self._hits, self._fallbacks,
-                       self._circuit):
+                       self._circuit, self._unseen):
             metric.set_default_tags(dict(self.tags))  # Serve adds its tags to the dict given
 
     def request(self, version: str, outcome: str, latency_ms: float) -> None:
@@ -80,6 +87,9 @@ class ServeMetrics(NullMetrics):
 
     def circuit(self, dependency: str, value: int) -> None:
         self._circuit.set(value, tags={"dependency": dependency})
+
+    def unseen_category(self, feature: str) -> None:
+        self._unseen.inc(1, tags={"feature": feature})
 
 
 def make_metrics(model_id: str, enabled: bool) -> Any:

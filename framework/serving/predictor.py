@@ -15,12 +15,11 @@ from typing import Any, Awaitable, Callable
 from framework.serving.cache import AnswerCache, cache_key
 from framework.serving.circuit import STATE_VALUE, CircuitBreaker
 from framework.serving.fallback import compile_rules, first_match
-from framework.serving.features import (FeatureLookup, check_request_features, merge_row,
-                                        missing_features, to_vector)
+from framework.serving.encoding import VersionCodec, check_features
+from framework.serving.features import FeatureLookup, merge_row, missing_features
 from framework.serving.metrics import NullMetrics
 from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
-from framework.serving.scoring import Labeler
 from framework.serving.settings import AppArgs
 from framework.serving.slots import ModelFault, Slot, SlotTable, load_booster
 from framework.serving.stats import StatsRecorder
@@ -46,9 +45,11 @@ class Predictor:
         self.metrics = metrics or NullMetrics()
         self.stats = stats or StatsRecorder(args.model_id, enabled=False)
         self.rng = random.Random(seed)
-        self.labeler = Labeler(args.task, s.labels)
+        self.types = dict(args.feature_types)
         self.cache = AnswerCache(s.cache.max_entries, s.cache.ttl_s) if s.cache.enabled else None
-        self.slots = SlotTable()
+        self.slots = SlotTable(defaults=(self.names, args.task, s.labels))
+        # Fallback models have no contract: they read the app's features, task and labels.
+        self._app_codec = VersionCodec(None, self.names, args.task, s.labels)
         self._entity_set = set(args.entity_keys)
         self._all_string_keys = all(t == "string" for t in args.entity_keys.values())
         self.breakers: dict[str, CircuitBreaker] = {}
@@ -99,7 +100,7 @@ class Predictor:
         """
         started = time.perf_counter()
         for inst in instances:
-            check_request_features(inst.features, self.names)
+            check_features(inst.features, self.names, self.types)
             self._check_entities(inst.entities)
         table = self.slots
         if table.stable is None:
@@ -162,7 +163,7 @@ class Predictor:
                     looked[i] = row
         rows = [merge_row(looked[i], inst.features, self.names) for i, inst in enumerate(instances)]
         if complete and self.args.serving.missing_features == "reject":
-            self._require_complete(rows, instances)
+            self._require_complete(rows, instances, looked)
         return rows, complete
 
     def _typed(self, entities: dict[str, Any]) -> dict[str, Any]:
@@ -185,13 +186,22 @@ class Predictor:
         self.metrics.lookup((time.perf_counter() - t0) * 1000)
         return found
 
-    def _require_complete(self, rows: list[dict[str, Any]], instances: list[Instance]) -> None:
+    def _require_complete(self, rows: list[dict[str, Any]], instances: list[Instance],
+                          looked: list[dict[str, Any]]) -> None:
         for i, row in enumerate(rows):
             missing = missing_features(row, self.names)
             if missing:
                 where = f"instances[{i}]: " if len(rows) > 1 else ""
-                hint = ("" if instances[i].entities else
-                        " Send them in 'features' or give 'entities' to look them up.")
+                keys = instances[i].entities
+                if not keys:
+                    hint = " Send them in 'features' or give 'entities' to look them up."
+                elif not any(v is not None for v in looked[i].values()):
+                    named = ", ".join(f"{k}={str(v)[:64]}" for k, v in keys.items())
+                    hint = (f" The online store has no row for {named} (an unknown entity, or its "
+                            "values are older than the view's ttl_s); send the features in "
+                            "'features', or materialize that entity.")
+                else:
+                    hint = " The online store has no current value for them; send them in 'features'."
                 raise ApiError(422, f"{where}Missing required features: {', '.join(missing)}.{hint}",
                                [{"field": f"features.{n}", "message": "required"} for n in missing])
 
@@ -202,14 +212,14 @@ class Predictor:
             full = [j for j, row in enumerate(rows) if not missing_features(row, self.names)]
             partial = [j for j in range(len(rows)) if j not in set(full)]
         if full:
-            vectors = [to_vector(rows[j], self.names) for j in full]
+            frows = [rows[j] for j in full]
             record = table.record_samples and role != PINNED
-            primary = await self._primary(role, slot, vectors, started, record)
+            primary = await self._primary(role, slot, frows, started, record)
             scores = None
             if primary is not None:
                 result, scores = primary
             else:
-                result = await self._fallback(role, table, vectors, [rows[j] for j in full])
+                result = await self._fallback(role, table, frows)
             for j, ans in zip(full, result):
                 missing = missing_features(rows[j], self.names) if complete else []
                 if missing:  # missing_features: model
@@ -219,35 +229,41 @@ class Predictor:
                     inst = instances[todo[j]]
                     self.cache.put(cache_key(slot.version, inst.entities, inst.features), ans)
             if role == "stable" and table.wants_shadow(role, self.rng):
-                asyncio.get_running_loop().create_task(self._shadow(table.candidate, vectors, scores))
+                asyncio.get_running_loop().create_task(self._shadow(table.candidate, frows, scores))
         for j in partial:
             answers[todo[j]] = self._rule_or_default(rows[j])
 
-    async def _primary(self, role: str, slot: Slot, vectors, started,
+    async def _primary(self, role: str, slot: Slot, rows, started,
                        record: bool) -> tuple[list[dict], list[float]] | None:
         """The slot's answers and their scores; None when the model failed.
 
         ``record``: keep a sample per answer for the rollout controller (``record_samples`` in
         ``user_config``, set only while a rollout runs: nobody reads them otherwise).
         """
-        raw = await self._call_model(slot, vectors)
+        raw = await self._call_model(slot, rows)
         latency = (time.perf_counter() - started) * 1000
         if raw is None:
             if record:
                 self.stats.record(slot.version, role, False, latency, None)
             return None
-        out = [self._model_answer(r, slot.version) for r in raw]
+        out = [self._model_answer(r, slot) for r in raw]
         scores = [ans.pop("_score") for ans in out]
         if record:
             for score in scores:
                 self.stats.record(slot.version, role, True, latency, score)
         return out, scores
 
-    async def _call_model(self, slot: Slot, vectors: list[list[float]]) -> Any | None:
+    def _vectors(self, slot: Slot, rows: list[dict[str, Any]]) -> list[list[float]]:
+        """The rows as ``slot``'s version reads them (its feature order and category codes)."""
+        codec = slot.codec or self._app_codec
+        return [codec.vector(row, self.metrics.unseen_category) for row in rows]
+
+    async def _call_model(self, slot: Slot, rows: list[dict[str, Any]]) -> Any | None:
         dependency = f"model:{slot.version}"
         cb = self.breaker(dependency)
         if not cb.allow():
             return None
+        vectors = self._vectors(slot, rows)
         try:
             if slot.extra_latency_ms:
                 await asyncio.sleep(slot.extra_latency_ms / 1000)
@@ -260,36 +276,39 @@ class Predictor:
         self._report(dependency)
         return raw
 
-    def _model_answer(self, raw: Any, version: str, level: str | None = None) -> dict[str, Any]:
-        ans = self.labeler.answer(raw)
+    def _model_answer(self, raw: Any, slot: Slot, level: str | None = None) -> dict[str, Any]:
+        """An answer in ``slot``'s version's own contract (its task, labels and contract major)."""
+        codec = slot.codec or self._app_codec
+        ans = codec.labeler.answer(raw)
         return {"prediction": ans["prediction"], "probability": ans["probability"],
-                "model_version": version, "degraded": level is not None, "fallback": level,
-                "cached": False, "_score": ans["score"]}
+                "model_version": slot.version, "contract": codec.major, "degraded": level is not None,
+                "fallback": level, "cached": False, "_score": ans["score"]}
 
-    async def _shadow(self, candidate: Slot | None, vectors: list[list[float]],
+    async def _shadow(self, candidate: Slot | None, rows: list[dict[str, Any]],
                       stable_scores: list[float] | None) -> None:
         """The candidate answers the same rows off the request path; each sample keeps the
         stable score it is compared with (None when the stable model did not answer)."""
         if candidate is None:
             return
         t0 = time.perf_counter()
-        raw = await self._call_model(candidate, vectors)
+        raw = await self._call_model(candidate, rows)
         latency = (time.perf_counter() - t0) * 1000
         if raw is None:
             self.stats.record(candidate.version, "shadow", False, latency, None)
             return
         paired = stable_scores or [None] * len(raw)
+        labeler = (candidate.codec or self._app_codec).labeler
         for r, stable_score in zip(raw, paired):
             self.stats.record(candidate.version, "shadow", True, latency,
-                              self.labeler.answer(r)["score"], stable_score)
+                              labeler.answer(r)["score"], stable_score)
 
-    async def _fallback(self, role, table, vectors, rows) -> list[dict[str, Any]]:
+    async def _fallback(self, role, table, rows) -> list[dict[str, Any]]:
         for level in self.chain:
             if level == "previous_version":
                 other = table.stable if role == "candidate" else table.previous
-                out = await self._model_level(other, vectors, level)
+                out = await self._model_level(other, rows, level)
             elif level == "model":
-                out = await self._fallback_models(vectors)
+                out = await self._fallback_models(rows)
             else:
                 out = [self._level_answer(level, row) for row in rows]
                 out = None if any(a is None for a in out) else out
@@ -300,18 +319,18 @@ class Predictor:
         raise ApiError(503, "The model is unavailable and no fallback answered; retry shortly.",
                        headers={"Retry-After": str(int(self.args.serving.circuit_breaker.reset_timeout_s))})
 
-    async def _model_level(self, slot: Slot | None, vectors, level: str) -> list[dict] | None:
+    async def _model_level(self, slot: Slot | None, rows, level: str) -> list[dict] | None:
         if slot is None:
             return None
-        raw = await self._call_model(slot, vectors)
+        raw = await self._call_model(slot, rows)
         if raw is None:
             return None
-        return [_strip(self._model_answer(r, slot.version, level)) for r in raw]
+        return [_strip(self._model_answer(r, slot, level)) for r in raw]
 
-    async def _fallback_models(self, vectors) -> list[dict] | None:
+    async def _fallback_models(self, rows) -> list[dict] | None:
         for version, booster in self.fallback_models:
             slot = Slot(version, "", "", booster)
-            out = await self._model_level(slot, vectors, "model")
+            out = await self._model_level(slot, rows, "model")
             if out is not None:
                 return out
         return None
@@ -350,4 +369,4 @@ def _strip(ans: dict[str, Any]) -> dict[str, Any]:
 
 def _fixed(prediction: Any, probability: float | None, level: str) -> dict[str, Any]:
     return {"prediction": prediction, "probability": probability, "model_version": None,
-            "degraded": True, "fallback": level, "cached": False}
+            "contract": None, "degraded": True, "fallback": level, "cached": False}

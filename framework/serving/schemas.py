@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      StringConstraints, model_validator)
 
-FeatureValue = Union[StrictBool, StrictInt, StrictFloat, None]
+#: A category sent for a categorical (string) feature; longer strings are not categories.
+Category = Annotated[StrictStr, StringConstraints(max_length=256)]
+FeatureValue = Union[StrictBool, StrictInt, StrictFloat, Category, None]
 EntityValue = Union[StrictStr, StrictInt]
 
 
@@ -58,6 +61,8 @@ class Answer(BaseModel):
     prediction: Any = Field(description="Label, class index or value.")
     probability: float | None = Field(description="Probability of the prediction (classifiers).")
     model_version: str | None = Field(description="Version that answered; null for rules/default.")
+    contract: int | None = Field(default=None, description="Major contract of the version that "
+                                 "answered (registry.contract); null for rules/default.")
     degraded: bool = Field(description="True when a fallback level answered.")
     fallback: str | None = Field(default=None, description="Fallback level that answered.")
     cached: bool = Field(default=False, description="Answered from the cache.")

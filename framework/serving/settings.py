@@ -38,6 +38,8 @@ class AppArgs(BaseModel):
     app_name: str = Field(default="", description="The Serve application (default: model_id).")
     task: Literal["binary", "multiclass", "regression"]
     feature_names: list[str] = Field(min_length=1)
+    feature_types: dict[str, str] = Field(
+        default_factory=dict, description="Feature -> value type; 'string' ones are categorical.")
     entity_keys: dict[str, str] = Field(
         default_factory=dict, description="Join key -> value type (string, int64, ...)."
     )

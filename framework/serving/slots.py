@@ -23,10 +23,13 @@ class Slot:
     booster: Any
     error_rate: float = 0.0
     extra_latency_ms: float = 0.0
+    codec: Any = None  # a VersionCodec: the version's feature order, categories and labels
 
     def describe(self) -> dict[str, Any]:
-        """Version, URI and injected fault, for ``GET /v1/models``."""
+        """Version, URI, contract and injected fault, for ``GET /v1/models``."""
+        contract = getattr(self.codec, "contract", None)
         return {"version": self.version, "model_uri": self.model_uri,
+                "contract": contract.model_dump(mode="json") if contract is not None else None,
                 "fault": {"error_rate": self.error_rate, "extra_latency_ms": self.extra_latency_ms}}
 
 
@@ -52,6 +55,8 @@ class SlotTable:
     shadow_percent: float = 0.0
     config_version: int = 0
     record_samples: bool = False  # a rollout's controller reads per-request samples meanwhile
+    #: (feature names, task, labels) of the app, for versions registered without a contract.
+    defaults: tuple[list[str], str, Any] = (["x"], "binary", None)
     _boosters: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def apply(self, user_config: dict[str, Any]) -> set[str]:
@@ -89,9 +94,12 @@ class SlotTable:
         booster = self._boosters.get((version, path))
         if booster is None:
             booster = self._boosters[(version, path)] = load_booster(path)
+        from framework.serving.encoding import VersionCodec
+
         fault = spec.fault
         return Slot(version, path, spec.model_uri, booster,
-                    fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0)
+                    fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0,
+                    VersionCodec(spec.contract, *self.defaults))
 
     def pick(self, rng: random.Random) -> tuple[str, Slot]:
         """The role and slot that answers one request, by ``candidate_weight`` percent."""

@@ -28,3 +28,13 @@ class Registry(Spec):
     champion_alias: Name = Field(
         default="champion", description="Alias of the version in production; moved only on promotion."
     )
+    contract: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Major contract of the model: its task and typed feature list. Versions of one major "
+            "contract are interchangeable; changing the task or the features of a served model is "
+            "refused at plan time unless this number grows. Each version answers in its own "
+            "contract, and every answer says which contract answered."
+        ),
+    )

@@ -118,7 +118,7 @@ class MlflowRegistryBackend:
         return {"model_name": name, "version": str(version.version),
                 "model_uri": f"models:/{name}/{version.version}", "run_id": run_id,
                 "model_path": train.get("model_path") or self._download(ctx, name, version.version),
-                "alias": alias}
+                "alias": alias, "contract": train.get("contract")}
 
     def _register(self, client: "MlflowClient", step: "Step", ctx: "RunContext", run_id: str) -> Any:
         from framework.backends.model_registry.versions import register_version
@@ -131,7 +131,8 @@ class MlflowRegistryBackend:
         recipe_fp, _ = lineage.recipe_identity(ctx)
         tags = {TAG_FINGERPRINT: step.fingerprint, TAG_ADDRESS: step.address,
                 "loom.recipe": ctx.recipe.name, "loom.recipe_fingerprint": recipe_fp,
-                "loom.train_fingerprint": run.data.tags.get(TAG_FINGERPRINT, "")}
+                "loom.train_fingerprint": run.data.tags.get(TAG_FINGERPRINT, ""),
+                **contract_tags(_train_outputs(step, ctx).get("contract"))}
         try:
             return register_version(client, ctx.recipe.model_id, model_uri, run_id, tags)
         except Exception as exc:  # MlflowException or a remote server's HTTP errors
@@ -143,6 +144,15 @@ class MlflowRegistryBackend:
         from framework.backends.model_registry.versions import resolve_model
 
         return resolve_model(tracking_uri(ctx.recipe, Path(ctx.workspace)), name, version)["model_path"]
+
+
+def contract_tags(contract: dict[str, Any] | None) -> dict[str, str]:
+    """Version tags that say which contract a version keeps (the whole one is in its run)."""
+    if not contract:
+        return {}
+    features = ",".join(f"{f['name']}:{f['type']}" for f in contract["features"])
+    return {"loom.contract": str(contract["major"]), "loom.task": contract["task"],
+            "loom.features": features[:4000]}
 
 
 def _train_outputs(step: "Step", ctx: "RunContext") -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +44,7 @@ class TrainingRecord:
     profile_x: np.ndarray
     profile_pred: np.ndarray
     outputs: dict[str, Any]
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
 
 def log_training_run(ctx: "RunContext", step: "Step", record: TrainingRecord) -> tuple[str, str]:
@@ -120,8 +121,14 @@ def _signature(record: TrainingRecord) -> Any:
 
     sample = pd.DataFrame(record.x_sample, columns=record.feature_names)
     for name, dtype in record.feature_types.items():
-        sample[name] = sample[name].astype(dtype)
-    dmatrix = xgboost.DMatrix(record.x_sample, feature_names=record.feature_names)
+        if name in record.categories:  # the signature shows the categories, not their codes
+            cats = record.categories[name]
+            sample[name] = [cats[int(v)] if v == v else None for v in sample[name]]
+        else:
+            sample[name] = sample[name].astype(dtype)
+    dmatrix = xgboost.DMatrix(
+        record.x_sample, feature_names=record.feature_names, enable_categorical=bool(record.categories),
+        feature_types=["c" if n in record.categories else "q" for n in record.feature_names])
     return infer_signature(sample, record.booster.predict(dmatrix))
 
 
@@ -136,5 +143,7 @@ def _log_lineage_artifacts(ctx: "RunContext", record: TrainingRecord) -> None:
         "data": lineage.data_fingerprints(ctx), "feature_views": lineage.feature_views(ctx),
         "features": record.feature_names, "code_version": lineage.code_version(),
     }, "loom/lineage.json")
+    if record.outputs.get("contract"):
+        mlflow.log_dict(record.outputs["contract"], "loom/contract.json")
     profile = reference_profile(record.profile_x, record.feature_names, record.profile_pred)
     mlflow.log_dict(profile, f"loom/{PROFILE_FILE}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from framework.compile.contract import feature_types
 from framework.serving.auth import key_records
 from framework.serving.settings import MODEL_IMPORT_PATH, AppArgs, deployment_options
 
@@ -71,6 +72,7 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
         app_name=recipe.app_name,
         task=recipe.task,
         feature_names=recipe.feature_names(),
+        feature_types=feature_types(recipe),
         entity_keys=entity_keys(recipe),
         serving=recipe.serving,
         features=features or feast_settings(recipe, workspace),
@@ -155,4 +157,4 @@ def slot_of(model: dict[str, Any]) -> Any:
     from framework.serving.control import SlotSpec
 
     return SlotSpec(version=str(model["version"]), model_path=str(model["model_path"]),
-                    model_uri=str(model.get("model_uri", "")))
+                    model_uri=str(model.get("model_uri", "")), contract=model.get("contract"))

@@ -57,12 +57,11 @@ def train_loop(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     data = ray.get(config["data"])
-    names = config["feature_names"]
+    typed = {"feature_names": config["feature_names"], "feature_types": config.get("feature_types"),
+             "enable_categorical": "c" in (config.get("feature_types") or ())}
     # Rows are dealt round-robin so every worker sees the same label mix.
-    dtrain = xgb.DMatrix(data["x_train"][rank::world], label=data["y_train"][rank::world],
-                         feature_names=names)
-    dval = xgb.DMatrix(data["x_val"][rank::world], label=data["y_val"][rank::world],
-                       feature_names=names)
+    dtrain = xgb.DMatrix(data["x_train"][rank::world], label=data["y_train"][rank::world], **typed)
+    dval = xgb.DMatrix(data["x_val"][rank::world], label=data["y_val"][rank::world], **typed)
     evals_result: dict[str, Any] = {}
     booster = xgb.train(
         config["params"], dtrain, num_boost_round=config["num_boost_round"],
@@ -89,8 +88,11 @@ def _report(booster: Any, evals: dict[str, list[float]], rank: int) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[str]) -> TrainResult:
+def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[str],
+                  feature_types: list[str] | None = None) -> TrainResult:
     """Fit ``job`` with ``XGBoostTrainer`` on the running Ray; return the booster and its metrics.
+
+    ``feature_types``: XGBoost's ``q`` (numeric) or ``c`` (categorical codes) per feature.
 
     Raises:
         BackendError: when the Ray Train run fails (after ``max_failures`` retries).
@@ -103,7 +105,8 @@ def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: l
     trainer = XGBoostTrainer(
         train_loop,
         train_loop_config={
-            "data": ray.put(arrays), "feature_names": feature_names, "params": job.params,
+            "data": ray.put(arrays), "feature_names": feature_names,
+            "feature_types": feature_types, "params": job.params,
             "num_boost_round": job.num_boost_round, "early_stopping_rounds": job.early_stopping_rounds,
         },
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,

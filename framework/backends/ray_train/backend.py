@@ -12,6 +12,7 @@ import numpy as np
 from framework.backends.evaluation import evaluate
 from framework.backends.ray_train.dataset import Splits, load_splits
 from framework.backends.ray_train.params import booster_params, stopping_metric
+from framework.compile.contract import Contract, parse, recipe_contract
 from framework.compile.fingerprint import short
 from framework.errors import DataError
 
@@ -53,15 +54,19 @@ class RayTrainBackend:
         params = booster_params(ctx.recipe, ctx.upstream(step, "training.tune").get("best_params"))
         result = self._train(step, ctx, splits, params)
         booster = _load_booster(result.model_bytes)
-        test_pred = booster.predict(_dmatrix(splits.x_test, splits.feature_names))
+        test_pred = booster.predict(dmatrix(splits.x_test, splits))
         metrics = evaluate(ctx.recipe.task, splits.y_test, test_pred)
         ctx.progress("test: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        model_path = _save_model(ctx, step, result.model_bytes)
+        contract = recipe_contract(ctx.recipe).with_categories(splits.categories)
+        model_path = _save_model(ctx, step, result.model_bytes, contract)
         outputs = {
             "model_path": str(model_path), "metrics": metrics, "best_iteration": result.best_iteration,
             "params": params, "feature_names": splits.feature_names, "rows": splits.rows,
-            "elapsed_s": round(result.elapsed_s, 2),
+            "elapsed_s": round(result.elapsed_s, 2), "contract": contract.model_dump(mode="json"),
         }
+        if splits.categories:
+            ctx.progress("categorical: " + ", ".join(f"{n} ({len(c)} categories)"
+                                                      for n, c in splits.categories.items()))
         run_id = self._log(step, ctx, booster, splits, outputs, result, test_pred)
         ctx.progress(f"logged MLflow run {run_id} (experiment loom/{ctx.recipe.name})")
         return {"run_id": run_id, **outputs}
@@ -100,7 +105,7 @@ class RayTrainBackend:
                   "x_val": splits.x_val, "y_val": splits.y_val}
         try:
             with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-                result = run_train_job(job, arrays, splits.feature_names)
+                result = run_train_job(job, arrays, splits.feature_names, splits.xgb_types)
         finally:
             shutil.rmtree(Path(job.storage_path) / job.name, ignore_errors=True)
         metric = stopping_metric(params)
@@ -123,6 +128,7 @@ class RayTrainBackend:
                       "best_iteration": result.best_iteration, "num_workers": scaling.num_workers,
                       "cpus_per_worker": scaling.cpus_per_worker, "split": ctx.recipe.training.split.type},
             feature_names=splits.feature_names, feature_types=splits.feature_types,
+            categories=splits.categories,
             x_sample=splits.x_test[:20], profile_x=splits.x_test[:_PROFILE_ROWS],
             profile_pred=test_pred[:_PROFILE_ROWS],
         )
@@ -157,19 +163,20 @@ def _reuse(step: "Step", ctx: "RunContext") -> dict[str, Any] | None:
         return None
     path = Path(outputs["model_path"])
     if not path.is_file():
-        path = _restore_model(ctx, step, run.data.tags.get("loom.model_uri", ""))
+        path = _restore_model(ctx, step, run.data.tags.get("loom.model_uri", ""),
+                              parse(outputs.get("contract")))
     ctx.progress(f"training: reusing MLflow run {run.info.run_id} (same data, features and config)")
     return {**outputs, "run_id": run.info.run_id, "model_path": str(path), "reused": True}
 
 
-def _restore_model(ctx: "RunContext", step: "Step", model_uri: str) -> Path:
+def _restore_model(ctx: "RunContext", step: "Step", model_uri: str, contract: Contract | None) -> Path:
     import tempfile
 
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        return _save_model(ctx, step, Path(tmp, "model.ubj").read_bytes())
+        return _save_model(ctx, step, Path(tmp, "model.ubj").read_bytes(), contract)
 
 
 def _load_booster(model_bytes: bytes) -> Any:
@@ -180,16 +187,26 @@ def _load_booster(model_bytes: bytes) -> Any:
     return booster
 
 
-def _dmatrix(x: np.ndarray, names: list[str]) -> Any:
+def dmatrix(x: np.ndarray, splits: Splits, label: np.ndarray | None = None) -> Any:
+    """An XGBoost DMatrix of rows of ``splits``' features (categorical codes typed ``c``)."""
     import xgboost
 
-    return xgboost.DMatrix(x, feature_names=names)
+    return xgboost.DMatrix(x, label=label, feature_names=splits.feature_names,
+                           feature_types=splits.xgb_types, enable_categorical=bool(splits.categories))
 
 
-def _save_model(ctx: "RunContext", step: "Step", model_bytes: bytes) -> Path:
-    """``<workspace>/models/<model id>/<fingerprint>/model.ubj``: the booster serving loads."""
+def _save_model(ctx: "RunContext", step: "Step", model_bytes: bytes, contract: Contract | None) -> Path:
+    """``<workspace>/models/<model id>/<fingerprint>/model.ubj``: the booster serving loads.
+
+    Its contract (task, labels, features and their frozen categories) lies beside it in
+    ``contract.json``, so whoever loads the booster can answer in that version's contract.
+    """
+    from framework.compile.contract import CONTRACT_FILE
+
     path = Path(ctx.workspace).resolve() / "models" / ctx.recipe.model_id / short(step.fingerprint, 16)
     path.mkdir(parents=True, exist_ok=True)
     target = path / "model.ubj"
     target.write_bytes(model_bytes)
+    if contract is not None:
+        (path / CONTRACT_FILE).write_text(contract.to_json(), encoding="utf-8")
     return target

@@ -31,6 +31,12 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def xgb_types(self) -> list[str]:
+        """XGBoost ``feature_types``: ``c`` for a categorical feature (codes 0..k-1), ``q`` otherwise."""
+        return ["c" if n in self.categories else "q" for n in self.feature_names]
 
     @property
     def rows(self) -> dict[str, int]:
@@ -108,15 +114,64 @@ def split_frame(frame: "pd.DataFrame", recipe: "Recipe") -> Splits:
 
 
 def _to_splits(frame: "pd.DataFrame", recipe: "Recipe", *parts: np.ndarray) -> Splits:
+    from framework.compile.contract import categorical_features
+
     names = recipe.feature_names()
-    x = frame[names].to_numpy(dtype=np.float32)
-    y = _labels(frame, recipe)
     train, val, test = parts
+    categories = {n: frozen_categories(frame[n].to_numpy()[train], n)
+                  for n in categorical_features(recipe)}
+    x = feature_matrix(frame, names, categories)
+    y = _labels(frame, recipe)
     return Splits(
         feature_names=names,
         feature_types={c: str(frame[c].dtype) for c in names},
         x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val], x_test=x[test], y_test=y[test],
+        categories=categories,
     )
+
+
+def frozen_categories(values: np.ndarray, name: str) -> list[str]:
+    """The category set of a string feature, as training sees it (sorted; nulls are missing).
+
+    Raises:
+        DataError: more categories than ``MAX_CATEGORIES`` (an id column, not a category).
+    """
+    from framework.compile.contract import MAX_CATEGORIES
+
+    seen = sorted({str(v) for v in values if v is not None and v == v})
+    if len(seen) > MAX_CATEGORIES:
+        raise DataError(
+            f"feature '{name}' (a string field, so categorical) has {len(seen):,} distinct values "
+            f"in the training rows; Loom takes at most {MAX_CATEGORIES:,} categories. Drop it from "
+            "features.service.features, or encode it numerically in the source."
+        )
+    return seen
+
+
+def feature_matrix(frame: "pd.DataFrame", names: list[str],
+                   categories: dict[str, list[str]]) -> np.ndarray:
+    """The float32 model input: numbers as they are, categories as their codes; unseen or null: NaN.
+
+    Raises:
+        DataError: a numeric feature holds values that are not numbers.
+    """
+    x = np.empty((len(frame), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        column = frame[name]
+        if name in categories:
+            codes = {c: float(i) for i, c in enumerate(categories[name])}
+            x[:, j] = [np.nan if v is None or v != v else codes.get(str(v), np.nan)
+                       for v in column.to_numpy()]
+            continue
+        try:
+            x[:, j] = column.to_numpy(dtype=np.float32, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise DataError(
+                f"feature '{name}' is declared numeric in features.views but holds "
+                f"{column.dtype} values ({exc}); declare it 'string' to make it categorical, "
+                "or fix the source column."
+            ) from exc
+    return x
 
 
 def _labels(frame: "pd.DataFrame", recipe: "Recipe") -> np.ndarray:

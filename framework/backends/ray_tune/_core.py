@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class SweepJob:
     cpus_per_trial: float
     storage_path: str
     name: str
+    feature_types: list[str] = field(default_factory=list)  # q or c (categorical codes) per feature
 
 
 class _ReportMetric(xgboost.callback.TrainingCallback):
@@ -63,8 +64,9 @@ def trial(config: dict[str, Any], data: dict[str, np.ndarray], job: SweepJob) ->
         # Early stopping watches the last eval metric: make it the one being tuned.
         others = [m for m in params.get("eval_metric", []) if m != native]
         params["eval_metric"] = [*others, native]
-    dtrain = xgboost.DMatrix(data["x_train"], label=data["y_train"])
-    dval = xgboost.DMatrix(data["x_val"], label=data["y_val"])
+    typed = {"feature_types": job.feature_types or None, "enable_categorical": "c" in job.feature_types}
+    dtrain = xgboost.DMatrix(data["x_train"], label=data["y_train"], **typed)
+    dval = xgboost.DMatrix(data["x_val"], label=data["y_val"], **typed)
     xgboost.train(params, dtrain, num_boost_round=job.num_boost_round, evals=[(dval, "validation")],
                   early_stopping_rounds=job.early_stopping_rounds, verbose_eval=False,
                   callbacks=[_ReportMetric(job.metric, job.task, dval, data["y_val"])])

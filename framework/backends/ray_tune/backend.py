@@ -44,8 +44,8 @@ class RayTuneBackend:
             ctx.progress(f"tuning: reusing sweep run {reused['run_id']} (same data and search space)")
             return reused
         tuning = _tuning(step, ctx)
-        data = self._data(step, ctx)
-        job = make_sweep(step, ctx)
+        data, feature_types = self._data(step, ctx)
+        job = make_sweep(step, ctx, feature_types)
         ctx.progress(f"tuning: {tuning.num_samples} trials ({tuning.scheduler}, "
                      f"{tuning.max_concurrent_trials} at once) over {', '.join(sorted(job.space))}, "
                      f"{tuning.mode} {tuning.metric}")
@@ -64,7 +64,7 @@ class RayTuneBackend:
 
         delete_runs(address, ctx)
 
-    def _data(self, step: "Step", ctx: "RunContext") -> dict[str, Any]:
+    def _data(self, step: "Step", ctx: "RunContext") -> tuple[dict[str, Any], list[str]]:
         dataset = ctx.upstream(step, "training.dataset")
         if not dataset.get("path"):
             raise DataError(f"{step.address}: no training dataset: the 'training.dataset' step has no "
@@ -73,11 +73,11 @@ class RayTuneBackend:
         ctx.progress(f"dataset: train {splits.rows['train']:,} / validation {splits.rows['validation']:,} "
                      "rows for the sweep (the test split stays unseen)")
         return {"x_train": splits.x_train, "y_train": splits.y_train,
-                "x_val": splits.x_val, "y_val": splits.y_val}
+                "x_val": splits.x_val, "y_val": splits.y_val}, splits.xgb_types
 
 
-def make_sweep(step: "Step", ctx: "RunContext") -> "SweepJob":
-    """The SweepJob for a recipe's ``training.tuning``."""
+def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None = None) -> "SweepJob":
+    """The SweepJob for a recipe's ``training.tuning`` (``feature_types``: XGBoost's q/c per feature)."""
     from framework.backends.ray_tune._core import SweepJob
     from framework.backends.ray_tune.space import tune_space
 
@@ -95,6 +95,7 @@ def make_sweep(step: "Step", ctx: "RunContext") -> "SweepJob":
         cpus_per_trial=scaling.cpus_per_worker,
         storage_path=str(Path(ctx.workspace).resolve() / "ray_results"),
         name=f"tune-{recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
+        feature_types=list(feature_types or []),
     )
 
 

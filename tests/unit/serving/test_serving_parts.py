@@ -186,7 +186,7 @@ def test_read_json_rejects_deep_nesting_as_bad_json():
 
 @pytest.mark.parametrize("data,status", [
     ([], 422), ({"model_id": "churn"}, 422), ({"entities": {"a": 1.5}}, 422),
-    ({"features": {"a": "x"}}, 422), ({"features": {"a": 1e400}}, 422),
+    ({"features": {"a": "x" * 300}}, 422), ({"features": {"a": 1e400}}, 422),
     ({"features": {}, "instances": [{}]}, 422), ({"features": {}, "extra": 1}, 422),
     ({"instances": [{}] * 3}, 413), ({"model_id": 5, "features": {}}, 422),
 ])

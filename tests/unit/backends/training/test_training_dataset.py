@@ -104,3 +104,47 @@ def test_gpu_flag_puts_xgboost_on_cuda() -> None:
     data["training"]["scaling"] = {"num_workers": 1, "cpus_per_worker": 2, "use_gpu": True}
     params = booster_params(Recipe.model_validate(data))
     assert params["device"] == "cuda" and params["nthread"] == 2
+
+
+def categorical_recipe() -> Recipe:
+    doc = recipe().model_dump(mode="json", exclude_none=True)
+    doc["features"]["views"]["v"]["fields"]["job"] = "string"
+    return Recipe.model_validate(doc)
+
+
+def test_a_string_feature_is_categorical_with_its_categories_frozen_from_the_training_rows(
+        tmp_path: Path) -> None:
+    jobs = np.array(["salaried", "contract", "self_employed", None] * 25, dtype=object)
+    jobs[6] = "astronaut"  # one row only: wherever it lands, its split decides if it is a category
+    splits = load_splits(dataset(tmp_path, job=jobs), categorical_recipe())
+    cats = splits.categories["job"]
+    assert splits.feature_names == ["f_a", "f_b", "job"] and splits.xgb_types == ["q", "q", "c"]
+    assert cats == sorted(cats) and {"contract", "salaried", "self_employed"} <= set(cats)
+    coded = np.concatenate([splits.x_train[:, 2], splits.x_val[:, 2], splits.x_test[:, 2]])
+    # Codes index the frozen set; nulls (25 rows) and any category unseen in training are NaN.
+    assert set(coded[~np.isnan(coded)]) <= set(map(float, range(len(cats))))
+    assert int(np.isnan(coded).sum()) == 25 + ("astronaut" not in cats)
+
+
+def test_a_string_column_declared_numeric_names_the_feature_and_the_fix(tmp_path: Path) -> None:
+    path = dataset(tmp_path, f_a=np.array(["a", "b"] * 50, dtype=object))
+    with pytest.raises(DataError, match="feature 'f_a' is declared numeric.*declare it 'string'"):
+        load_splits(path, recipe())
+
+
+def test_a_categorical_booster_trains_and_predicts_from_the_codes(tmp_path: Path) -> None:
+    import xgboost as xgb
+
+    from framework.backends.ray_train.backend import dmatrix
+
+    jobs = np.array(["salaried", "contract"] * 50, dtype=object)
+    path = dataset(tmp_path, job=jobs)
+    frame = pd.read_parquet(path)
+    frame["y"] = (frame["job"] == "salaried").astype(int)
+    frame.to_parquet(path, index=False)
+    splits = load_splits(path, categorical_recipe())
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2},
+                        dmatrix(splits.x_train, splits, splits.y_train), 10)
+    assert booster.feature_types == ["q", "q", "c"]
+    pred = booster.predict(dmatrix(splits.x_test, splits))
+    assert ((pred > 0.5) == (splits.y_test == 1)).all()
