@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show what applying the recipe would change")
     _recipe_args(p)
-    p.add_argument("-o", "--out", type=Path, help="save the plan as JSON for `loom apply`")
+    p.add_argument("-o", "--out", type=Path, help="save the plan as JSON for `loom apply FILE`")
     p.add_argument("--detailed-exitcode", action="store_true",
                    help="exit 0 when nothing changes, 2 when something would, 1 on error")
     p.add_argument("--refresh", action="store_true", help="ask the engines what they hold (slower)")
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p)
     p.add_argument("--refresh", action="store_true", help="ask the engines what they hold first")
     p.add_argument("--detach", action="store_true", help="start the rollout and return; follow it "
-                   "with `loom rollout status`")
+                   "with `loom rollout status recipe=NAME`")
     p.add_argument("--supersede", action="store_true", help="end a running rollout of this model")
 
     p = sub.add_parser("train", help="features, dataset, training, gates and registration only")

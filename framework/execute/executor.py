@@ -153,7 +153,9 @@ def _check_fresh(plan: Plan, state: State) -> None:
              and state.fingerprint(s.address) != s.fingerprint]
     if stale:
         raise PlanError(f"The plan is stale: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''} "
-                        "changed since it was made. Make a new plan with `loom plan`.")
+                        "changed since it was made. Make a new plan with "
+                        f"`loom plan recipe={plan.recipe_name} -o plan.json` (and the overrides you "
+                        "planned with).")
 
 
 def _call(step: Step, what: str, fn: Callable[[], Any]) -> Any:

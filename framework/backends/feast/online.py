@@ -40,19 +40,19 @@ class OnlineFeatureClient:
             ttl_s: view name -> ``ttl_s`` (0 = forever); read from the Feast registry when None.
 
         Raises:
-            BackendError: the repo or the service is missing (run ``loom launch`` first).
+            BackendError: the repo or the service is missing (run ``loom launch recipe=NAME`` first).
         """
         from feast import FeatureStore
 
         if not (Path(repo_dir) / "feature_store.yaml").is_file():
-            raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch` for this recipe first.")
+            raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch recipe=NAME` for this recipe first.")
         try:
             store = FeatureStore(repo_path=str(repo_dir))
             service = store.get_feature_service(service_name, allow_cache=False)
         except Exception as exc:  # noqa: BLE001 - Feast raises many types here
             raise BackendError(
                 f"features.service.name: feature service '{service_name}' is not in the Feast registry "
-                f"at {repo_dir} ({exc}). Run `loom launch` for this recipe first."
+                f"at {repo_dir} ({exc}). Run `loom launch recipe=NAME` for this recipe first."
             ) from exc
         return cls(store, service, feature_names, str(repo_dir), ttl_s)
 
@@ -95,7 +95,7 @@ def _expiring_features(store: Any, service: Any, ttl_s: dict[str, int] | None) -
                 ttl = store.get_feature_view(proj.name, allow_registry_cache=False).ttl
             except Exception as exc:  # noqa: BLE001 - Feast raises many types here
                 raise BackendError(f"features.views.{proj.name}: not in the Feast registry ({exc}). "
-                                   "Run `loom launch` for this recipe first.") from exc
+                                   "Run `loom launch recipe=NAME` for this recipe first.") from exc
             seconds = int(ttl.total_seconds()) if ttl else 0
         if seconds > 0 and proj.features:
             out.append((seconds, [f.name for f in proj.features]))
