@@ -27,7 +27,7 @@ def ttl_recipe(tmp_path, feast_project, store: dict | None = None):
     (tmp_path / "data").mkdir()
     pd.DataFrame(ROWS, columns=["customer_id", "event_timestamp", "spend", "visits"]).to_parquet(
         tmp_path / "data/features.parquet", index=False)
-    pd.DataFrame([(1, NOW, 1)], columns=["customer_id", "event_timestamp", "bought"]).to_parquet(
+    pd.DataFrame([(1, NOW, 1), (2, NOW, 0)], columns=["customer_id", "event_timestamp", "bought"]).to_parquet(
         tmp_path / "data/labels.parquet", index=False)
     d = recipe_dict()
     d["features"]["views"] = {
