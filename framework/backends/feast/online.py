@@ -45,7 +45,8 @@ class OnlineFeatureClient:
         from feast import FeatureStore
 
         if not (Path(repo_dir) / "feature_store.yaml").is_file():
-            raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch recipe=NAME` for this recipe first.")
+            raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch recipe=NAME` for this "
+                               "recipe first.")
         try:
             store = FeatureStore(repo_path=str(repo_dir))
             service = store.get_feature_service(service_name, allow_cache=False)
