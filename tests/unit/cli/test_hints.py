@@ -28,8 +28,9 @@ REPO = ROOT.parent
 RECIPE_OPTIONAL = {"status", "up", "down"}
 
 #: What f-string placeholders stand for in a printed hint; anything else becomes "X1".
-SAMPLES = {"version.version": "3", "ctx.recipe.name": "churn", "recipe.name": "churn",
-           "plan.recipe_name": "churn", "name": "churn", "keys[0]": "customer_id", "ns.out": "plan.json"}
+SAMPLES = {"version.version": "3", "ctx.recipe.name": "churn", "self.ctx.recipe.name": "churn",
+           "recipe.name": "churn", "plan.recipe_name": "churn", "name": "churn",
+           "keys[0]": "customer_id", "ns.out": "plan.json"}
 
 #: A recipe value that is a placeholder a person fills in; ``NAME`` is the CLI's own (its metavar).
 #: ``...`` is not: where Loom prints a hint it knows the recipe, so it says which.
