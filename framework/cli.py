@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="start the rollout and return; follow it "
                    "with `loom rollout status recipe=NAME`")
     p.add_argument("--supersede", action="store_true", help="end a running rollout of this model")
+    p.add_argument("--retry-rejected", action="store_true", help="roll out again a version a rollout "
+                   "rejected (otherwise Loom refuses to serve it)")
 
     p = sub.add_parser("train", help="features, dataset, training, gates and registration only")
     _recipe_args(p)
@@ -247,7 +249,8 @@ def cmd_launch(ns: argparse.Namespace) -> int:
 
     planned = api.plan(ns.args, tuple(ns.templates), ns.project, refresh=ns.refresh)
     _warn(planned.warnings)
-    return _apply(planned, {"RolloutBackend": {"wait": not ns.detach, "supersede": ns.supersede}})
+    return _apply(planned, {"RolloutBackend": {"wait": not ns.detach, "supersede": ns.supersede},
+                            "ServeBackend": {"retry_rejected": ns.retry_rejected}})
 
 
 def cmd_train(ns: argparse.Namespace) -> int:

@@ -130,7 +130,7 @@ class WorkspaceState:
 
 def _damaged(path: Path, exc: Exception) -> StateError:
     return StateError(f"{path}: the state file is damaged ({exc}). Move it away and re-run "
-                      "`loom plan --refresh`: applied objects are re-observed from the engines.")
+                      "`loom plan recipe=NAME --refresh`: applied objects are re-observed from the engines.")
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -84,7 +84,7 @@ class Plan(BaseModel):
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise PlanError(
                 f"{source}: not a Loom plan of format {PLAN_FORMAT}. "
-                "Make a new one with `loom plan ... -o plan.json`."
+                "Make a new one with `loom plan recipe=NAME -o plan.json`."
             )
         try:
             return cls.model_validate(data)

@@ -12,6 +12,7 @@ import yaml
 from framework.backends.base import RunContext
 from framework.compile.plan import Plan, Step
 from framework.errors import BackendError, LoomError, PlanError
+from framework.execute import served
 from framework.execute.backends import Backends
 from framework.execute.diff import diff
 from framework.execute.state import State
@@ -43,12 +44,16 @@ def plan_against(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     a shared Feast object defined differently here, and to keep one that another recipe uses.
     """
     check_shared(plan, ctx, state)
+    doc = state.store.read()
+    served.check_contract(ctx.recipe, doc, state.about.get("recipe_file"))
     owned = {addr: entry["kind"] for addr, entry in state.entries.items()}
     observed = {addr: entry["fingerprint"] for addr, entry in state.entries.items()}
     observed.update(observe(plan, ctx, state, backends, refresh))
     diffed = diff(plan, observed, owned)
-    return diffed.model_copy(update={"steps": tuple(
+    diffed = diffed.model_copy(update={"steps": tuple(
         _keep_shared(s, state, ctx.recipe.project) for s in diffed.steps)})
+    found = served.rejected(ctx.recipe, doc, diffed)
+    return served.mark_rejected(diffed, found) if found else diffed
 
 
 def check_shared(plan: Plan, ctx: RunContext, state: State) -> None:
@@ -124,6 +129,7 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     ctx.plan_steps = tuple(plan.steps)
     with state.lock():
         _check_fresh(plan, state)
+        plan = _replay_rejected(plan, ctx, state, backends)
         for step in plan.steps:
             done = step.action != "delete" and state.fingerprint(step.address) == step.fingerprint
             if step.action == "no-op" or done:  # a re-applied plan resumes where it stopped
@@ -146,6 +152,35 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
             results.append(StepResult(step.address, step.action, time.monotonic() - started, outputs))
             on_step(step, "done")
     return results
+
+
+def _replay_rejected(plan: Plan, ctx: RunContext, state: State, backends: Backends) -> Plan:
+    """Refuse to serve a version its latest rollout rejected, unless asked to retry it.
+
+    With ``retry_rejected`` (``loom launch --retry-rejected``) the rejected version's serving steps
+    are forgotten, so they apply again and its rollout starts afresh.
+
+    Raises:
+        PlanError: the plan would serve the rejected version again and no retry was asked for.
+    """
+    found = served.rejected(ctx.recipe, state.store.read(), plan)
+    if found is None or not any(s.kind.startswith(served.SERVING_KINDS) and s.action != "no-op"
+                                for s in plan.steps):
+        return plan
+    if not backends.options.get("ServeBackend", {}).get("retry_rejected"):
+        raise PlanError(
+            f"Version {found['version']} of '{ctx.recipe.model_id}' (this recipe's model) was "
+            f"rejected by its rollout: {found['reason']}. Stable {found['stable'] or '-'} keeps "
+            "serving. Change the recipe to train a new version, or roll this one out again with "
+            f"`loom launch recipe={ctx.recipe.name} --retry-rejected` (and the overrides you "
+            "launched with).")
+    steps = []
+    for step in plan.steps:
+        if step.kind.startswith(served.SERVING_KINDS) and step.action != "no-op":
+            state.forget(step.address)
+            step = step.model_copy(update={"observed_fingerprint": None})
+        steps.append(step)
+    return plan.model_copy(update={"steps": tuple(steps)})
 
 
 def _check_fresh(plan: Plan, state: State) -> None:

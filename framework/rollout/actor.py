@@ -232,7 +232,7 @@ def wait(workspace: Path | str, model_id: str, progress: Callable[[str], None] =
         if deadline is not None and time.monotonic() > deadline:
             raise BackendError(
                 f"rollout of {model_id!r} is still {s['status']} after {timeout_s:g} s; it goes on "
-                "in the background. Follow it with `loom rollout status`."
+                "in the background. Follow it with `loom rollout status recipe=NAME`."
             )
         time.sleep(poll_s)
 
@@ -280,7 +280,7 @@ def _call(ref: Any, model_id: str, actor_errors: bool = True) -> Any:
         if not actor_errors:
             raise
         raise BackendError(f"the rollout controller of {model_id!r} died before it answered: "
-                           f"{exc}. See `loom rollout status`.") from exc
+                           f"{exc}. See `loom rollout status recipe=NAME`.") from exc
 
 
 def _launch(workspace: Path | str, model_id: str, ports: Ports, poll_s: float,
@@ -328,7 +328,8 @@ def connect(recipe: Any, workspace: Path | str) -> None:
     if not ray_runtime.connect(recipe, Path(workspace), start=False):
         raise BackendError(
             f"No Ray cluster runs for {recipe.model_id!r} (env.ray_address or "
-            f"{workspace}/ray/address), so no rollout controller either. `loom rollout status` "
+            f"{workspace}/ray/address), so no rollout controller either. "
+            f"`loom rollout status recipe={recipe.name}` "
             "still shows the last rollout from the workspace."
         )
 
@@ -339,5 +340,5 @@ def _require_ray() -> None:
     if not ray.is_initialized():
         raise BackendError(
             "The rollout controller runs on Ray, and this process is not connected to it. "
-            "Deploy with `loom launch` (or start the cluster with `loom up`) first."
+            "Deploy with `loom launch recipe=NAME` (or start the cluster with `loom up`) first."
         )

@@ -132,7 +132,7 @@ class RolloutBackend:
                 f"{step.address}: the rollout of {ctx.recipe.app_name} version "
                 f"{final['candidate_version']} was {final['status'].replace('_', ' ')}: "
                 f"{final['reason']}. Stable version {final['stable_version']} serves all traffic; "
-                "see `loom rollout status`."
+                f"see `loom rollout status recipe={ctx.recipe.name}`."
             )
         return _outputs(store, step)
 

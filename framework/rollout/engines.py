@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 #: Model version tag that says why a version was rolled back.
 TAG_ROLLBACK = "loom.rollback_reason"
+#: Model version tag set when a rejected version is rolled out again (``--retry-rejected``).
+TAG_RETRIED = "loom.retried"
 
 
 class ServeTraffic:
@@ -71,6 +73,21 @@ class RegistryPromoter:
         self._call("tag as rolled back", version, lambda c: c.set_model_version_tag(
             self.model_name, version, TAG_ROLLBACK, reason[:4000]))
 
+    def rejection(self, version: str) -> str | None:
+        """Why a rollout rejected ``version`` (its rollback tag), or None."""
+        try:
+            tags = self._client().get_model_version(self.model_name, str(version)).tags or {}
+        except Exception:  # MlflowException: no such version
+            return None
+        return tags.get(TAG_ROLLBACK) or None
+
+    def clear_rejection(self, version: str) -> None:
+        """Forget the rejection of ``version`` (``--retry-rejected``); the retry is tagged."""
+        def clear(client: Any) -> None:
+            client.delete_model_version_tag(self.model_name, str(version), TAG_ROLLBACK)
+            client.set_model_version_tag(self.model_name, str(version), TAG_RETRIED, "true")
+        self._call("clear the rejection of", version, clear)
+
     def champion(self) -> str | None:
         """The version the champion alias points at, or None."""
         try:
@@ -91,7 +108,7 @@ class RegistryPromoter:
         except Exception as exc:  # MlflowException, sqlite errors
             raise BackendError(
                 f"MLflow at {self.tracking_uri}: could not {what} {self.model_name} version "
-                f"{version}: {exc}. Check registry.tracking_uri and `loom registry list`."
+                f"{version}: {exc}. Check registry.tracking_uri and `loom registry list recipe=NAME`."
             ) from exc
 
 

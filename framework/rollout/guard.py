@@ -46,8 +46,8 @@ def _busy(model_id: str, old: Any, new_version: str) -> StateError:
         f"a rollout of {model_id!r} version {old.candidate_version} is running "
         f"(phase {old.phase_index + 1}, {old.failures} failed analyses); starting one for "
         f"version {new_version} would leave two controllers fighting over the weights. Wait "
-        f"for it (`loom rollout status`), stop it (`loom rollout abort`), or supersede it "
-        "(`loom launch --supersede`)."
+        f"for it (`loom rollout status recipe=NAME`), stop it (`loom rollout abort recipe=NAME`), "
+        "or supersede it (`loom launch recipe=NAME --supersede`)."
     )
 
 
@@ -59,7 +59,7 @@ def live_slots(current: dict[str, Any] | None, model_id: str) -> tuple[dict, dic
             f"serving app {model_id!r}: a rollout needs the stable and the candidate version "
             "loaded side by side, but the app's user_config has "
             f"stable={_version(slots.get('stable'))}, candidate={_version(slots.get('candidate'))}. "
-            "Apply the serving.deploy step first (`loom launch` does)."
+            "Apply the serving.deploy step first (`loom launch recipe=NAME` does)."
         )
     return dict(slots["stable"]), dict(slots["candidate"])
 

@@ -60,7 +60,7 @@ def _typed_row(ctx: "RunContext", entity: dict[str, Any]) -> dict[str, Any]:
     if missing or unknown:
         raise BackendError(
             f"features.service: the lookup needs exactly the join keys {keys}; "
-            f"missing {missing}, unknown {unknown}. Example: `loom features get recipe=... {keys[0]}=42`."
+            f"missing {missing}, unknown {unknown}. Example: `loom features get recipe={ctx.recipe.name} {keys[0]}=42`."
         )
     try:
         return {k: _CASTS[types[k]](v) if isinstance(v, str) else v for k, v in entity.items()}

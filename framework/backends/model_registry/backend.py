@@ -106,7 +106,8 @@ class MlflowRegistryBackend:
         run_id = train.get("run_id")
         if not run_id:
             raise BackendError(f"{step.address}: no trained model in this run: the 'training.train' "
-                               "step has no output. Run the whole plan (`loom launch`).")
+                               "step has no output. Run the whole plan "
+                               f"(`loom launch recipe={ctx.recipe.name}`).")
         client = recipe_client(ctx.recipe, Path(ctx.workspace))
         name, alias = ctx.recipe.model_id, ctx.recipe.registry.candidate_alias
         version = version_with_tag(client, name, TAG_FINGERPRINT, step.fingerprint)
@@ -114,7 +115,8 @@ class MlflowRegistryBackend:
             version = self._register(client, step, ctx, run_id)
         client.set_registered_model_alias(name, alias, version.version)
         ctx.progress(f"registered {name} version {version.version} as '{alias}' "
-                     f"(champion unchanged; promote with `loom registry promote {version.version}`)")
+                     f"(champion unchanged; promote with `loom registry promote recipe={ctx.recipe.name} "
+                     f"--version {version.version}`)")
         return {"model_name": name, "version": str(version.version),
                 "model_uri": f"models:/{name}/{version.version}", "run_id": run_id,
                 "model_path": train.get("model_path") or self._download(ctx, name, version.version),
@@ -127,7 +129,7 @@ class MlflowRegistryBackend:
         model_uri = run.data.tags.get(TAG_MODEL_URI)
         if not model_uri:
             raise BackendError(f"MLflow run {run_id} has no logged model ({TAG_MODEL_URI} tag); "
-                               "retrain with `loom launch` so the model is logged.")
+                               f"retrain with `loom launch recipe={ctx.recipe.name}` so the model is logged.")
         recipe_fp, _ = lineage.recipe_identity(ctx)
         tags = {TAG_FINGERPRINT: step.fingerprint, TAG_ADDRESS: step.address,
                 "loom.recipe": ctx.recipe.name, "loom.recipe_fingerprint": recipe_fp,

@@ -60,7 +60,7 @@ def _get(client: "MlflowClient", name: str, version_or_alias: str) -> Any:
     except MlflowException as exc:
         raise BackendError(
             f"Model '{name}' has no version or alias '{ref}' in the registry. "
-            f"See `loom registry list` for its versions and aliases."
+            f"See `loom registry list recipe=NAME` for its versions and aliases."
         ) from exc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -23,10 +24,13 @@ class ServeBackend:
 
     kinds: ClassVar[tuple[str, ...]] = ("serving.deploy", "rollout.step")
 
-    def __init__(self, features: dict[str, Any] | None = None, stats: bool = True) -> None:
+    def __init__(self, features: dict[str, Any] | None = None, stats: bool = True,
+                 retry_rejected: bool = False) -> None:
         # ``features`` overrides the replicas' lookup settings (tests, demos without Feast).
         self.features = features
         self.stats = stats
+        # ``loom launch --retry-rejected``: load a version a rollout rejected as the candidate again.
+        self.retry_rejected = retry_rejected
 
     # -- Backend protocol --------------------------------------------------------------------------
 
@@ -89,7 +93,13 @@ class ServeBackend:
         model_id = ctx.recipe.app_name
         _refuse_foreign_route(ctx)
         current = traffic.current_user_config(model_id)
-        user_config = _next_user_config(current, model)
+        rollout = WorkspaceState(ctx.workspace).rollout(model_id) or {}
+        user_config = _next_user_config(current, model, rollout.get("status") == "running")
+        registry = _Registry.of(ctx, model)
+        candidate = (user_config["slots"].get("candidate") or {}).get("version")
+        if registry is not None and candidate == str(model["version"]) \
+                and (user_config is not current or self.retry_rejected):
+            registry.refuse_rejected(candidate, self.retry_rejected)
         try:
             args = cfg.app_args(ctx.recipe, ctx.workspace, ctx.project_dir, self.features, self.stats,
                                 _fallback_models(ctx))
@@ -108,6 +118,8 @@ class ServeBackend:
             surge = False
         traffic.deploy_app(cfg.app_config(model_id, args, user_config, surge=surge))
         traffic.ensure_gateway(ctx.recipe.serving.route_prefix, ctx.recipe.serving.max_body_bytes)
+        if registry is not None and current is None:  # a first deploy: its stable is the champion
+            registry.champion(user_config["slots"]["stable"]["version"])
         return self._record(step, ctx, args, user_config, version=str(model["version"]))
 
     def _promote(self, step: Any, ctx: RunContext) -> dict[str, Any]:
@@ -127,14 +139,22 @@ class ServeBackend:
         if promoted != current:
             ctx.progress(f"promoting version {promoted['slots']['stable']['version']} to stable")
             traffic.update_user_config(model_id, promoted, surge=False)
+        register = next((v for k, v in ctx.outputs.items() if k.startswith("registry.register")), {})
+        registry = _Registry.of(ctx, register)
+        if registry is not None:
+            registry.champion(promoted["slots"]["stable"]["version"])
         args = traffic.app_configs()[model_id]["args"]
         return self._record(step, ctx, args, promoted)
 
     def _record(self, step: Any, ctx: RunContext, args: dict, user_config: dict,
                 version: str | None = None) -> dict[str, Any]:
+        contracts = {s["version"]: s["contract"] for s in user_config["slots"].values()
+                     if s and s.get("contract")}
         with WorkspaceState(ctx.workspace).recipe_transaction(ctx.recipe.name) as section:
-            section["serving"][step.address] = {"fingerprint": step.fingerprint, "args_sha": _digest(args),
-                                     "slots": _slot_versions(user_config), "version": version}
+            section["serving"][step.address] = {
+                "fingerprint": step.fingerprint, "args_sha": _digest(args),
+                "slots": _slot_versions(user_config), "version": version, "at": time.time(),
+                "contracts": contracts}
         return _outputs(ctx, user_config)
 
     def _check_kind(self, step: Any) -> None:
@@ -163,10 +183,13 @@ def _refuse_foreign_route(ctx: RunContext) -> None:
         )
 
 
-def _next_user_config(current: dict | None, model: dict[str, Any]) -> dict[str, Any]:
+def _next_user_config(current: dict | None, model: dict[str, Any],
+                      rollout_running: bool = False) -> dict[str, Any]:
     """The new version as stable (first deploy) or as the weight-0 candidate (a later version).
 
-    Returns ``current`` itself when the version is already loaded (nothing to change).
+    Returns ``current`` itself when the version is already loaded (nothing to change). When the
+    version is the stable one and no rollout runs, a candidate left loaded at weight 0 (a rolled
+    back one) is unloaded, so it is never rolled out again by going back to this recipe.
     """
     from framework.backends.ray_serve.config import initial_user_config, slot_of
     from framework.serving.control import UserConfig
@@ -174,6 +197,11 @@ def _next_user_config(current: dict | None, model: dict[str, Any]) -> dict[str, 
     if current is None:
         return initial_user_config(model)
     doc, slot = UserConfig.parse(current), slot_of(model)
+    if (slot.version == doc.slots.stable.version and doc.slots.candidate is not None
+            and not rollout_running):
+        slots = doc.slots.model_copy(update={"candidate": None})
+        return doc.model_copy(update={"slots": slots, "candidate_weight": 0, "shadow_percent": 0,
+                                      "config_version": doc.config_version + 1}).to_doc()
     loaded = [s.version for s in (doc.slots.stable, doc.slots.candidate) if s is not None]
     if slot.version in loaded:
         return current
@@ -192,6 +220,48 @@ def promote_candidate(current: dict[str, Any]) -> dict[str, Any]:
     slots = Slots(stable=doc.slots.candidate, previous=doc.slots.stable)
     return doc.model_copy(update={"slots": slots, "candidate_weight": 0, "shadow_percent": 0,
                                   "config_version": doc.config_version + 1}).to_doc()
+
+
+class _Registry:
+    """The registry side of a deploy: the champion names the stable version; rejected stays out."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        from framework.rollout.engines import RegistryPromoter
+
+        self.ctx = ctx
+        self.promoter = RegistryPromoter.for_recipe(ctx.recipe, ctx.workspace)
+
+    @classmethod
+    def of(cls, ctx: RunContext, model: dict[str, Any]) -> "_Registry | None":
+        """The registry of a model the registry step registered (None for hand-made models)."""
+        return cls(ctx) if model.get("model_name") else None
+
+    def champion(self, version: str) -> None:
+        """Point the champion alias at the version now serving as stable."""
+        if self.promoter.champion() == str(version):
+            return
+        self.promoter.promote(str(version))
+        self.ctx.progress(f"registry: '{self.promoter.alias}' now names version {version}, "
+                          "the one serving as stable")
+
+    def refuse_rejected(self, version: str, retry: bool) -> None:
+        """Refuse a version a rollout rejected, unless ``retry`` (which clears its rejection).
+
+        Raises:
+            BackendError: naming the version, why it was rejected, and the retry flag.
+        """
+        reason = self.promoter.rejection(version)
+        if reason is None:
+            return
+        if not retry:
+            raise BackendError(
+                f"serving.deploy: version {version} of '{self.ctx.recipe.model_id}' was rejected "
+                f"by an earlier rollout ({reason}); Loom does not roll it out again unasked. "
+                "Change the recipe to train a new version, or retry it with "
+                f"`loom launch recipe={self.ctx.recipe.name} --retry-rejected` (and the overrides "
+                "you launched with).")
+        self.promoter.clear_rejection(version)
+        self.ctx.progress(f"registry: retrying version {version}, rejected before ({reason})")
 
 
 def _fallback_models(ctx: RunContext) -> list[dict[str, str]]:

@@ -121,7 +121,7 @@ def predict(url: str, key: str | None, entities: dict[str, Any], features: dict[
         raise BackendError(f"{url} answered {err.code}: {_error_message(err.read())}") from err
     except (urllib.error.URLError, OSError) as exc:
         raise BackendError(f"Nothing answers at {url} ({exc}). Start it with "
-                           "`loom launch recipe=...`, or check serving.http.") from exc
+                           "`loom launch recipe=NAME`, or check serving.http.") from exc
 
 
 def _error_message(raw: bytes) -> str:

@@ -75,7 +75,7 @@ def predict(recipe: Any, workspace: Path, pairs: list[str]) -> dict[str, Any]:
     entities, features = client.split_pairs(recipe, pairs)
     if not entities and not features:
         example = " ".join(f"{k}={v}" for k, v in client.example_entities(recipe).items())
-        raise BackendError(f"Give the entity to predict for, e.g. `loom predict recipe=... {example}`.")
+        raise BackendError(f"Give the entity to predict for, e.g. `loom predict recipe={recipe.name} {example}`.")
     key = _api_key(recipe)
     return client.predict(_url(recipe, workspace), key, entities, features)
 
@@ -159,4 +159,4 @@ def _registered(recipe: Any, workspace: Path) -> dict[str, Any]:
             if "has no version or alias" not in str(exc):
                 raise
     raise BackendError(f"No registered version of model '{recipe.model_id}' (alias {' or '.join(aliases)}) "
-                       f"in {uri}. Run `loom launch recipe=...` first.")
+                       f"in {uri}. Run `loom launch recipe={recipe.name}` first.")

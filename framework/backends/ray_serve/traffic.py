@@ -33,7 +33,7 @@ def _client() -> Any:
     except RayServeException as exc:
         raise BackendError(
             "Ray Serve is not running on this Ray cluster. Deploy the model first: "
-            "`loom launch recipe=...`."
+            "`loom launch recipe=NAME`."
         ) from exc
 
 
@@ -148,7 +148,7 @@ def update_user_config(model_id: str, user_config: dict[str, Any], wait_s: float
         if model_id not in configs:
             raise BackendError(
                 f"No Serve application '{model_id}' to reconfigure; deploy it first with "
-                "`loom launch recipe=...`."
+                "`loom launch recipe=NAME`."
             )
         configs[model_id]["deployments"][0]["user_config"] = user_config
         return True

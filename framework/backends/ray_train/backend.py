@@ -82,7 +82,8 @@ class RayTrainBackend:
         if not dataset.get("path"):
             raise DataError(
                 f"{step.address}: no training dataset: the 'training.dataset' step has no output "
-                "in this run. Run the whole plan (`loom launch`) so the feature store builds it."
+                f"in this run. Run the whole plan (`loom launch recipe={ctx.recipe.name}`) so the feature "
+                "store builds it."
             )
         splits = load_splits(dataset["path"], ctx.recipe)
         split = ctx.recipe.training.split

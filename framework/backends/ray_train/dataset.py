@@ -62,7 +62,8 @@ def read_dataset(path: str | Path, recipe: "Recipe") -> "pd.DataFrame":
     if not path.is_file():
         raise DataError(
             f"{path}: training dataset not found. It is written by the 'training.dataset' step; "
-            "run `loom launch` (or `loom train`) so that step runs first."
+            f"run `loom launch recipe={recipe.name}` (or `loom train recipe={recipe.name}`) so that "
+            "step runs first."
         )
     try:
         frame = pd.read_parquet(path)

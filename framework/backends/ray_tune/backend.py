@@ -68,7 +68,7 @@ class RayTuneBackend:
         dataset = ctx.upstream(step, "training.dataset")
         if not dataset.get("path"):
             raise DataError(f"{step.address}: no training dataset: the 'training.dataset' step has no "
-                            "output in this run. Run the whole plan (`loom launch`).")
+                            f"output in this run. Run the whole plan (`loom launch recipe={ctx.recipe.name}`).")
         splits = load_splits(dataset["path"], ctx.recipe)
         ctx.progress(f"dataset: train {splits.rows['train']:,} / validation {splits.rows['validation']:,} "
                      "rows for the sweep (the test split stays unseen)")

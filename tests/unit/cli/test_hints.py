@@ -41,35 +41,8 @@ PLACEHOLDER_RECIPE = "NAME"
 #: the code has no recipe at hand (the rollout layer knows the model id only).
 _NAME = "add recipe=NAME"
 KNOWN_WRONG = {
-    ("framework/backends/model_registry/backend.py", "loom registry promote 3"):
-        "`loom registry promote recipe={ctx.recipe.name} --version {version.version}`",
-    ("framework/backends/model_registry/backend.py", "loom launch"): "`loom launch recipe={ctx.recipe.name}`",
-    ("framework/backends/model_registry/versions.py", "loom registry list"): _NAME,
     ("framework/api.py", "loom plan -o plan.json"): "`loom plan recipe={recipe.name} -o plan.json`",
-    ("framework/state.py", "loom plan --refresh"): "`loom plan recipe=NAME --refresh`",
-    ("framework/compile/plan.py", "loom plan ... -o plan.json"): "`loom plan recipe=NAME -o plan.json`",
-    ("framework/backends/feast/commands.py", "loom features get recipe=... customer_id=42"):
-        "recipe={ctx.recipe.name}",
-    ("framework/backends/feast/repo.py", "loom launch"):
-        "write_config: f-string with recipe={recipe.name}; definitions_source: recipe=NAME",
-    ("framework/backends/ray_serve/client.py", "loom launch recipe=..."): "recipe=NAME",
-    ("framework/backends/ray_serve/commands.py", "loom launch recipe=..."): "recipe={recipe.name}",
-    ("framework/backends/ray_serve/commands.py", "loom predict recipe=... X1"): "recipe={recipe.name}",
-    ("framework/backends/ray_serve/traffic.py", "loom launch recipe=..."): "recipe=NAME",
-    ("framework/backends/ray_train/backend.py", "loom launch"): "`loom launch recipe={ctx.recipe.name}`",
-    ("framework/backends/ray_train/dataset.py", "loom launch"): "`loom launch recipe={recipe.name}`",
-    ("framework/backends/ray_train/dataset.py", "loom train"): "`loom train recipe={recipe.name}`",
-    ("framework/backends/ray_tune/backend.py", "loom launch"): "`loom launch recipe={ctx.recipe.name}`",
-    ("framework/rollout/actor.py", "loom rollout status"):
-        "connect(): recipe={recipe.name}; wait() and _call(): recipe=NAME",
-    ("framework/rollout/actor.py", "loom launch"): _NAME,
-    ("framework/rollout/backend.py", "loom rollout status"): "recipe={ctx.recipe.name}",
     ("framework/rollout/controller.py", "loom rollout status"): _NAME,
-    ("framework/rollout/engines.py", "loom registry list"): _NAME,
-    ("framework/rollout/guard.py", "loom rollout status"): _NAME,
-    ("framework/rollout/guard.py", "loom rollout abort"): _NAME,
-    ("framework/rollout/guard.py", "loom launch --supersede"): _NAME,
-    ("framework/rollout/guard.py", "loom launch"): _NAME,
     ("framework/rollout/state.py", "loom rollout status"): _NAME,
 }
 

@@ -63,6 +63,23 @@ def test_first_deploy_is_stable_a_new_version_is_a_weight_zero_candidate():
     assert promote_candidate(promoted) is promoted
 
 
+def test_going_back_to_the_stable_versions_recipe_unloads_a_rolled_back_candidate():
+    first = _next_user_config(None, MODEL)
+    rejected = _next_user_config(first, {**MODEL, "version": "4", "model_path": "/abs/m4.ubj"})
+    back = _next_user_config(rejected, MODEL)  # the rollout of 4 rolled back: weight 0, still loaded
+    assert back["slots"]["stable"]["version"] == "3" and back["slots"]["candidate"] is None
+    assert back["config_version"] == rejected["config_version"] + 1
+    # While a rollout runs its candidate stays: the controller owns it.
+    assert _next_user_config(rejected, MODEL, rollout_running=True) is rejected
+
+
+def test_a_slot_carries_its_versions_contract_through_the_user_config():
+    contract = {"major": 2, "task": "regression", "features": [{"name": "x", "type": "float64"}]}
+    doc = _next_user_config(None, {**MODEL, "contract": contract})
+    assert doc["slots"]["stable"]["contract"]["task"] == "regression"
+    assert doc["slots"]["stable"]["contract"]["major"] == 2
+
+
 def test_a_taken_port_names_the_process_holding_it():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
