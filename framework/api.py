@@ -22,8 +22,6 @@ if TYPE_CHECKING:  # planning and applying load lazily: `loom validate` needs no
 #: Step kinds that run on Ray, and those that need a cluster that outlives the command.
 RAY_KINDS = {"training.tune", "training.train", "serving.deploy", "rollout.step"}
 SERVING_KINDS = {"serving.deploy", "rollout.step"}
-#: Step kinds that read the recipe's data files.
-DATA_KINDS = {"feast.view", "feast.materialize", "training.dataset"}
 
 
 def validate(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> LoadedRecipe:
@@ -51,16 +49,28 @@ class Planned:
     ctx: RunContext
     state: State
     warnings: tuple[str, ...]
+    #: True once the preflight passed for this plan (``apply`` then does not repeat it).
+    preflighted: bool = False
 
 
 def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
          refresh: bool = False, backend: Backend | None = None,
-         progress: Callable[[str], None] = lambda s: None) -> Planned:
-    """Compile the recipe and diff it against what is applied.
+         progress: Callable[[str], None] = lambda s: None, until_kind: str | None = None) -> Planned:
+    """Compile the recipe, diff it against what is applied, and run the preflight.
 
     Without ``refresh`` the comparison uses the workspace state only (fast; no engine SDK is
-    imported); with it, every backend reports what its engine holds.
+    imported); with it, every backend reports what its engine holds. The preflight (real
+    backends only) checks, before any work, that the data matches the recipe and that every
+    secret the changed steps need resolves.
+
+    Args:
+        until_kind: cut the plan after its last step of this kind (``loom train``:
+            ``registry.register``) before the preflight, so it checks only what runs.
+
+    Raises:
+        RecipeError: "Preflight: ..." listing every data and secret problem at once.
     """
+    from framework.backends.data_files import fingerprint_sources
     from framework.compile.compiler import compile_plan
     from framework.execute import executor
     from framework.execute.backends import Backends
@@ -68,13 +78,29 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
 
     loaded = validate(args, templates, project_dir)
     project = loaded.project_dir
-    fingerprints = data_fingerprints(loaded.recipe, project)
+    # The preflight reports missing files with every other problem, so they do not stop the plan here.
+    fingerprints = (fingerprint_sources(loaded.recipe, project) if backend is None
+                    else data_fingerprints(loaded.recipe, project))
+    missing = len(fingerprints) < len(loaded.recipe.data.sources)
     compiled = compile_plan(loaded.recipe, loaded.data, fingerprints, str(project))
     ctx = context(loaded.recipe, project, progress)
     ctx.data_fingerprints = fingerprints
     state = state_of(loaded.recipe, ctx.workspace, _relative(loaded.file, project))
-    diffed = executor.plan_against(compiled, ctx, state, Backends(backend), refresh)
-    return Planned(diffed, ctx, state, loaded.warnings)
+    diffed = executor.plan_against(compiled, ctx, state, Backends(backend), refresh and not missing)
+    if until_kind is not None:
+        diffed = until(diffed, until_kind)
+    planned = Planned(diffed, ctx, state, loaded.warnings + _extra_params_warning(loaded.recipe))
+    if backend is None:
+        _preflight(planned, loaded.origins, check_data=missing)
+    return planned
+
+
+def _extra_params_warning(recipe: Recipe) -> tuple[str, ...]:
+    extra = recipe.training.model.extra_params
+    if not extra:
+        return ()
+    return (f"training.model.extra_params: {', '.join(sorted(extra))} passed to XGBoost unchecked "
+            "(Loom checks only training.model.params).",)
 
 
 def apply(planned: Planned | Plan, backend: Backend | None = None,
@@ -96,8 +122,8 @@ def apply(planned: Planned | Plan, backend: Backend | None = None,
     planned.ctx.progress = progress
     backends = Backends(backend, options)
     changed = {s.kind for s in planned.plan.changes}
-    if backend is None and changed & DATA_KINDS:
-        _check_sources(planned.ctx)
+    if backend is None and not planned.preflighted:
+        _preflight(planned)
     if backend is not None or not changed & RAY_KINDS:
         return executor.apply(planned.plan, planned.ctx, planned.state, backends, on_step)
     from framework.backends.session import engine_session
@@ -147,14 +173,20 @@ def destroy(planned: Planned, purge_registry: bool = False, backend: Backend | N
     return results
 
 
-def _check_sources(ctx: RunContext) -> None:
-    """Source files must match the recipe (columns, types, timestamps) before anything is applied."""
-    from framework.backends.feast.sources import check_sources
-    from framework.errors import RecipeError
+def _preflight(planned: Planned, origin: Callable[[str], str | None] | None = None,
+               check_data: bool = False) -> None:
+    """Data and secrets must be ready for the plan's changes before any step runs.
 
-    problems = check_sources(ctx.recipe, ctx.project_dir)
-    if problems:
-        raise RecipeError(problems, title="Data sources do not match the recipe")
+    Raises:
+        RecipeError: "Preflight: ..." with every problem (file, recipe key, fix).
+    """
+    from framework.backends import preflight
+
+    kinds = {s.kind for s in planned.plan.changes} | (preflight.DATA_KINDS if check_data else set())
+    problems = preflight.preflight(planned.ctx.recipe, planned.ctx.project_dir, kinds,
+                                   origin or (lambda path: None))
+    preflight.raise_for(problems)
+    planned.preflighted = True
 
 
 def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:

@@ -1,10 +1,16 @@
 """The ``training`` section: label, split, model, scaling, tuning and quality gates."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from framework.spec.base import Name, Spec
+from framework.spec.xgboost_params import (
+    PARAM_NAMES,
+    XGBoostParams,
+    check_same_param_once,
+    search_problem,
+)
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -77,9 +83,15 @@ class XGBoostModel(Spec):
     num_class: int | None = Field(
         default=None, ge=2, description="Number of classes; required for multi:softprob only."
     )
-    params: dict[str, ParamValue] = Field(
+    params: XGBoostParams = Field(
         default_factory=dict,
-        description="XGBoost booster parameters (max_depth, eta, subsample, ...).",
+        description="XGBoost booster parameters, typed and range-checked (max_depth, eta, "
+        "subsample, ...). A parameter Loom does not know goes under extra_params.",
+    )
+    extra_params: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        description="XGBoost parameters passed through unchecked (Loom warns). Use it only for "
+        "parameters that training.model.params does not list.",
     )
     num_boost_round: int = Field(default=100, ge=1, le=100_000, description="Boosting rounds.")
     early_stopping_rounds: int | None = Field(
@@ -87,6 +99,31 @@ class XGBoostModel(Spec):
         ge=1,
         description="Stop when the validation metric has not improved for this many rounds; null: never.",
     )
+
+    @field_validator("params")
+    @classmethod
+    def _one_name_per_param(cls, params: dict[str, Any]) -> dict[str, Any]:
+        check_same_param_once(params)
+        return params
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extra(self, handler: Any) -> dict[str, Any]:
+        # Recipes without extra_params dump (and so fingerprint) as they did before it existed.
+        data = handler(self)
+        if not data.get("extra_params"):
+            data.pop("extra_params", None)
+        return data
+
+    @field_validator("extra_params")
+    @classmethod
+    def _only_unknown_extra(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        known = sorted(k for k in extra if k in PARAM_NAMES)
+        if known:
+            raise ValueError(
+                f"Loom checks {', '.join(known)}: move {'it' if len(known) == 1 else 'them'} to "
+                "training.model.params (extra_params is for parameters Loom does not know)"
+            )
+        return extra
 
 
 Model = Annotated[Union[XGBoostModel], Field(discriminator="type")]
@@ -133,7 +170,8 @@ class Tuning(Spec):
     """A Ray Tune sweep over model params; the best trial's config trains the final model."""
 
     search_space: dict[str, SearchDim] = Field(
-        description="Model params to search, by name (they override training.model.params).",
+        description="Model params to search, by name (they override training.model.params): "
+        "parameters training.model.params knows, or names given in training.model.extra_params.",
         min_length=1,
     )
     num_samples: int = Field(default=8, ge=1, le=10_000, description="Trials to run.")
@@ -166,3 +204,14 @@ class Training(Spec):
     gates: list[Gate] = Field(
         default_factory=list, description="Test-metric thresholds checked before registration."
     )
+
+    @model_validator(mode="after")
+    def _search_known_params(self) -> "Training":
+        if self.tuning is None:
+            return self
+        extra = set(self.model.extra_params)
+        for name, dim in self.tuning.search_space.items():
+            problem = search_problem(name, dim.model_dump(), extra)
+            if problem is not None:
+                raise problem
+        return self

@@ -15,17 +15,21 @@ EVAL_METRICS = {"binary": ["logloss", "auc"], "multiclass": ["mlogloss"], "regre
 def booster_params(recipe: "Recipe", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The params ``xgboost.train`` gets: the recipe's ``model.params`` plus Loom's required ones.
 
+    ``model.extra_params`` (unchecked) follow ``model.params``; ``nthread`` defaults to the
+    worker's reserved CPUs unless the recipe sets it.
+
     Args:
         recipe: the recipe.
         overrides: params that win over ``model.params`` (a sweep's best trial).
     """
     model = recipe.training.model
-    params: dict[str, Any] = {"seed": _seed(recipe), **model.params, **(overrides or {})}
+    params: dict[str, Any] = {"seed": _seed(recipe), **model.params, **model.extra_params,
+                              **(overrides or {})}
     params["objective"] = model.objective
     if recipe.task == "multiclass":
         params["num_class"] = model.num_class
     params.setdefault("eval_metric", EVAL_METRICS[recipe.task])
-    params["nthread"] = worker_threads(recipe.training.scaling.cpus_per_worker)
+    params.setdefault("nthread", worker_threads(recipe.training.scaling.cpus_per_worker))
     if recipe.training.scaling.use_gpu:
         params["device"] = "cuda"
     return params

@@ -46,12 +46,15 @@ def features(**changes) -> pd.DataFrame:
     return frame.assign(**changes)
 
 
+def labels(**changes) -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [T0, T0], "bought": [1, 0]}).assign(**changes)
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     features().to_parquet(tmp_path / "data/features.parquet", index=False)
-    pd.DataFrame({"customer_id": [1], "event_timestamp": [T0], "bought": [1]}).to_parquet(
-        tmp_path / "data/labels.parquet", index=False)
+    labels().to_parquet(tmp_path / "data/labels.parquet", index=False)
     return tmp_path
 
 
@@ -78,7 +81,7 @@ def test_missing_file_names_the_path_key_and_the_file(files):
     ({"visits": [1.5, 2.5]}, "features.views.profile.fields.visits",
      "has type double, which does not fit int64"),
     ({"tier": [1, 2]}, "features.views.profile.fields.tier", "does not fit string"),
-    ({"customer_id": ["1", "2"]}, "features.entities.customer.join_keys", "'customer_id'"),
+    ({"customer_id": ["1", "2"]}, "features.entities.customer.value_type", "'customer_id'"),
     ({"event_timestamp": ["2026-01-01", "x"]}, "data.sources.profiles.timestamp_field",
      "must be a timestamp"),
     ({"created": [1, 2]}, "data.sources.profiles.created_timestamp_field", "must be a timestamp"),
