@@ -1,4 +1,4 @@
-"""Judge one analysis window: the candidate's live samples against the stable version's."""
+"""Judge one analysis window (one interval, or quiet intervals accumulated) against stable."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ class AnalysisResult:
     agreement: float | None
     n_pairs: int
     baseline: str
+    intervals: int = 1  # more than 1: the quiet intervals before this one were accumulated
+
+    @property
+    def accumulation(self) -> dict[str, Any] | None:
+        """What an inconclusive result leaves for the next judgement to add to (else None)."""
+        if self.verdict != "inconclusive":
+            return None
+        return {"since": self.window_start, "until": self.window_end, "intervals": self.intervals,
+                "n_candidate": self.n_candidate, "n_stable": self.n_stable}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, numbers rounded for the audit log."""
@@ -113,6 +122,7 @@ def analyse(
     candidate_version: str,
     role: str = "candidate",
     baseline: list[dict[str, Any]] | None = None,
+    intervals: int = 1,
 ) -> AnalysisResult:
     """Compare one window's candidate samples against the stable ones.
 
@@ -126,6 +136,8 @@ def analyse(
         baseline: stable samples from an earlier window, used for the relative checks (latency
             ratio, PSI) when this window has fewer than ``min_requests`` stable samples, as at
             100% weight.
+        intervals: how many analysis intervals the window spans (more than 1 when quiet
+            intervals were accumulated), recorded in the result and named in its reason.
 
     Returns:
         An AnalysisResult: "inconclusive" below ``min_requests`` candidate samples, else "fail" when
@@ -142,10 +154,13 @@ def analyse(
         verdict, reason = "fail", "; ".join(failed)
     else:
         verdict, reason = "pass", _pass_reason(nums, source)
+    if intervals > 1:  # say which window was judged: the quiet intervals before were added
+        reason += (f" over {intervals} intervals" if verdict == "inconclusive"
+                   else f"; judged on {n} {role} requests of {intervals} intervals together")
     return AnalysisResult(
         verdict=verdict, reason=reason, window_start=window[0], window_end=window[1],
         candidate_version=candidate_version, candidate_role=role, n_candidate=n,
-        n_stable=len(stable), baseline=source, **nums,
+        n_stable=len(stable), baseline=source, intervals=intervals, **nums,
     )
 
 

@@ -14,6 +14,10 @@ from framework.rollout.ports import Clock, Promoter, SampleSource, TrafficSetter
 from framework.rollout.state import KEEP_ANALYSES, RolloutState, StateStore
 from framework.serving.control import Slots, SlotSpec, UserConfig, same
 
+#: While quiet intervals accumulate, how often the controller counts the samples gathered since
+#: (replicas ship about once a second, so counting more often finds nothing new).
+PROBE_S = 1.0
+
 
 class Superseded(Exception):
     """Another rollout owns the model now; this controller stops without writing."""
@@ -29,6 +33,11 @@ class RolloutController:
     Replicas ship samples in batches (about once a second), so a window is complete only
     ``sample_lag_s`` after it ends: a failure visible at the window's end is acted on at once,
     a pass waits for the complete window.
+
+    An interval with fewer than ``min_requests`` candidate samples is inconclusive, and its
+    samples are kept (``state.accumulation`` says since when): the next judgement covers the
+    quiet intervals in a row plus the new one, and comes as soon as they hold ``min_requests``
+    together, within the interval if need be. ``max_inconclusive`` quiet intervals roll back.
     """
 
     def __init__(
@@ -42,6 +51,7 @@ class RolloutController:
         self._baseline: list[dict[str, Any]] = []
         self._errors = 0
         self._peeked = -1.0  # the window end already judged early
+        self._next_probe = -1.0  # when to count the accumulated samples again
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -141,18 +151,41 @@ class RolloutController:
         self._check_owner()
         self._reconcile()
         st = self.state
+        if self._probe_due():
+            return self._probe()
         if not st.running or not self._due():
             return st
         self._check_live_candidate()
-        phase, end = self.phase, self._window_end()
+        end = self._window_end()
         early = self.clock.now() < end + self.sample_lag_s
-        result = self._judge(st.window_start, end, record=not early)
+        result = self._judge(self._judged_from(), end, record=not early)
         if early:
             self._peeked = end
             if result.verdict != "fail":
                 return st
             self._record(result)
+        return self._decide(result, end)
+
+    def _probe(self) -> RolloutState:
+        """Judge the accumulated window early once its complete part holds ``min_requests``."""
+        st, now = self.state, self.clock.now()
+        self._next_probe = now + PROBE_S
+        cut = now - self.sample_lag_s  # samples before it have all been shipped
+        if cut <= st.window_start:
+            return st
+        since = self._judged_from()
+        samples = self.source.window(since, cut)
+        cand, _ = split_roles(samples, st.candidate_version, st.stable_version, self.phase.role)
+        if len(cand) < self.spec.analysis.min_requests:
+            return st
+        self._check_live_candidate()
+        return self._decide(self._judge(since, cut, samples=samples), cut)
+
+    def _decide(self, result: AnalysisResult, end: float) -> RolloutState:
+        """Act on the judgement of the window ending at ``end``; the next one starts there."""
+        st, phase = self.state, self.phase
         st.window_start = end
+        st.accumulation = result.accumulation
         held = end >= st.phase_started_at + phase.hold_s
         if result.verdict == "fail":
             st.failures += 1
@@ -167,8 +200,9 @@ class RolloutController:
         if phase.gate == "pass" and limit and st.inconclusive >= limit:
             return self._rollback("rolled_back", (
                 f"{st.inconclusive} analyses in a row at {phase.address}, weight "
-                f"{phase.weight:g}%, had too little traffic to judge ({result.reason}); raise the "
-                "traffic or lower rollout.analysis.min_requests, or set max_inconclusive: 0 to wait"))
+                f"{phase.weight:g}%, had too little traffic to judge even together "
+                f"({result.reason}); raise the traffic or lower rollout.analysis.min_requests, "
+                "or set max_inconclusive: 0 to wait"))
         if phase.gate == "time" and held:
             return self._advance()
         self._save()
@@ -198,7 +232,7 @@ class RolloutController:
     def _enter_phase(self, index: int) -> RolloutState:
         st, now = self.state, self.clock.now()
         st.phase_index, st.phase_started_at, st.window_start = index, now, now
-        st.inconclusive = 0
+        st.inconclusive, st.accumulation = 0, None
         phase = self.phase
         # Decisions are logged before traffic moves, so a crash in between loses none of them.
         self._audit("step", phase=phase.address, weight=phase.weight,
@@ -273,14 +307,27 @@ class RolloutController:
         now, end = self.clock.now(), self._window_end()
         return now >= end + self.sample_lag_s or (now >= end and self._peeked != end)
 
-    def _judge(self, start: float, end: float, record: bool = True) -> AnalysisResult:
+    def _probe_due(self) -> bool:
+        st, now = self.state, self.clock.now()
+        return (st.running and st.accumulation is not None and now >= self._next_probe
+                and now < self._window_end())
+
+    def _judged_from(self) -> float:
+        """Where the next judgement's window starts: the first quiet interval, if accumulating."""
+        acc = self.state.accumulation
+        return float(acc["since"]) if acc else self.state.window_start
+
+    def _judge(self, start: float, end: float, record: bool = True,
+               samples: list[dict[str, Any]] | None = None) -> AnalysisResult:
         st = self.state
-        samples = self.source.window(start, end)
+        if samples is None:
+            samples = self.source.window(start, end)
         cand, stable = split_roles(samples, st.candidate_version, st.stable_version,
                                    self.phase.role)
+        intervals = 1 + (int(st.accumulation["intervals"]) if st.accumulation else 0)
         result = analyse(cand, stable, self.spec.analysis, window=(start, end),
                          candidate_version=st.candidate_version, role=self.phase.role,
-                         baseline=self._baseline)
+                         baseline=self._baseline, intervals=intervals)
         if record:
             if len(stable) >= self.spec.analysis.min_requests:
                 self._baseline = stable  # the reference for windows without stable traffic (100%)
@@ -337,6 +384,7 @@ class RolloutController:
             # The phase's traffic is live only now: its windows and hold count from here, so a
             # slow update (a surge replica starting) never shortens the first window.
             st.phase_started_at = st.window_start = live_at
+            st.accumulation = None  # samples from before were not answered under this config
             self._peeked = -1.0
         self._save()
         self._audit("traffic", config_version=st.config_version, requested_at=requested_at,

@@ -40,6 +40,11 @@ class RolloutState:
     window_start: float = 0.0
     failures: int = 0
     inconclusive: int = 0  # analyses in a row without enough requests, in the current phase
+    #: The quiet intervals being accumulated, from the latest inconclusive analysis: ``since``
+    #: (where the next judgement's window starts: samples are re-read from the stats source, so
+    #: a restarted controller goes on adding to them), ``until``, ``intervals``, ``n_candidate``
+    #: and ``n_stable``. None when the last analysis of this phase judged (or there was none).
+    accumulation: dict[str, Any] | None = None
     config_version: int = 0
     user_config: dict[str, Any] | None = None
     applied: bool = False

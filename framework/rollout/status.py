@@ -25,7 +25,8 @@ def status(workspace: Path | str, model_id: str, last: int = 3) -> dict[str, Any
     Returns:
         ``{"status": "none"}`` when the model never rolled out; else the status (running, promoted,
         rolled_back, aborted, superseded), why, the current phase, the live weights, failures, the
-        last analyses and a timeline of every decision of this rollout.
+        requests gathered so far while quiet intervals accumulate (``accumulation``, else None),
+        the last analyses and a timeline of every decision of this rollout.
     """
     store = StateStore(workspace, model_id)
     st = store.load()
@@ -44,11 +45,22 @@ def status(workspace: Path | str, model_id: str, last: int = 3) -> dict[str, Any
                     "shadow_percent": cfg.get("shadow_percent"),
                     "config_version": st.config_version, "live": st.applied},
         "failures": st.failures, "failure_limit": spec.failure_limit,
+        "accumulation": _accumulation(st.accumulation, spec, index) if st.running else None,
         "started_at": st.started_at, "finished_at": st.finished_at, "updated_at": st.updated_at,
         "last_analyses": st.analyses[-last:],
         "timeline": [_line(r) for r in store.read_audit(st.rollout_id)
                      if r.get("event") in TIMELINE_EVENTS],
     }
+
+
+def _accumulation(acc: dict[str, Any] | None, spec: RolloutSpec,
+                  index: int) -> dict[str, Any] | None:
+    """The quiet intervals being accumulated, with how many requests the judgement still needs."""
+    if not acc:
+        return None
+    need = spec.analysis.min_requests
+    return {**acc, "min_requests": need, "needed": max(0, need - int(acc["n_candidate"])),
+            "role": spec.phases[index].role}
 
 
 def _line(rec: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +91,14 @@ def format_status(s: dict[str, Any]) -> str:
         f"  weights   candidate {w['candidate_weight']}%, shadow {w['shadow_percent']}%, "
         f"config_version {w['config_version']}{'' if w['live'] else ' (not yet live)'}",
         f"  failures  {s['failures']} of {s['failure_limit']} allowed",
-        "  timeline",
     ]
+    acc = s.get("accumulation")
+    if acc:
+        lines.append(
+            f"  analysis  {acc['n_candidate']} of {acc['min_requests']} {acc['role']} requests so "
+            f"far ({acc['intervals']} interval{'' if acc['intervals'] == 1 else 's'}); "
+            f"{acc['needed']} more needed")
+    lines.append("  timeline")
     t0 = s["started_at"]
     lines += [f"    +{r['ts'] - t0:7.1f}s  {r['event']:<12} {r['text']}" for r in s["timeline"]]
     if s["finished_at"] is None:

@@ -8,7 +8,7 @@ from framework.spec.base import Spec
 
 
 class Analysis(Spec):
-    """Thresholds the candidate must meet against the stable version at every interval."""
+    """Thresholds the candidate must meet against the stable version at every analysis."""
 
     max_error_rate: float = Field(
         default=0.01, ge=0, le=1, description="Highest share of failed candidate requests (0..1)."
@@ -23,12 +23,17 @@ class Analysis(Spec):
         default=0.2, ge=0, description="Highest PSI between candidate and stable score distributions."
     )
     min_requests: int = Field(
-        default=50, ge=1, description="Candidate requests needed in an interval before judging it."
+        default=50, ge=1,
+        description="Candidate requests (shadow requests in a blue-green shadow phase) an analysis "
+        "needs before it judges, a count. An interval with fewer is inconclusive and its samples "
+        "are kept: the next analysis judges the quiet intervals in a row plus the new one, "
+        "candidate and stable samples alike, as soon as they hold min_requests together.",
     )
     max_inconclusive: int = Field(
         default=10, ge=0,
-        description="Intervals in a row too quiet to judge (fewer than min_requests) before the "
-        "rollout is rolled back instead of waiting at its step; 0 = wait for traffic forever.",
+        description="Quiet intervals in a row a step may accumulate without their requests "
+        "reaching min_requests together before the rollout is rolled back instead of waiting at "
+        "its step, a count; 0 = keep accumulating and wait for traffic forever.",
     )
 
 

@@ -122,6 +122,18 @@ def test_samples_have_the_contract_shape_and_follow_the_weights(harness):
     assert harness.source.window(start - 3600, start - 3000) == []
 
 
+def test_a_window_reads_back_the_same_samples_after_more_traffic(harness):
+    # The controller accumulates quiet intervals by reading their window again, later.
+    harness.setter.set(_config(harness, 50, 0))
+    start = harness.now()
+    harness.traffic(100)
+    mid = harness.now()
+    first = harness.source.window(start, mid)
+    harness.traffic(100)
+    assert first and harness.source.window(start, mid) == first
+    assert len(harness.source.window(start, harness.now())) > len(first)
+
+
 def test_answers_leave_no_samples_unless_a_rollout_asks_for_them(harness):
     harness.setter.set(_config(harness, 50, 0, record=False))
     start = harness.now()

@@ -55,6 +55,20 @@ def test_too_few_candidate_requests_is_inconclusive_even_if_they_fail():
     assert "only 10 of 50" in r.reason
 
 
+def test_an_accumulated_window_says_how_many_intervals_it_judged():
+    stable = samples(800, role="stable", version="3")
+    quiet = judge(samples(10), stable, intervals=3)
+    assert quiet.verdict == "inconclusive" and quiet.intervals == 3
+    assert "only 10 of 50 candidate requests needed to judge over 3 intervals" in quiet.reason
+    assert quiet.accumulation == {"since": 0.0, "until": 10.0, "intervals": 3,
+                                  "n_candidate": 10, "n_stable": 800}
+    judged = judge(samples(60, error_rate=0.2), stable, intervals=4)
+    assert judged.verdict == "fail" and judged.accumulation is None
+    assert "judged on 60 candidate requests of 4 intervals together" in judged.reason
+    assert judged.to_dict()["intervals"] == 4
+    assert "intervals" not in judge(samples(60), stable).reason  # one interval: as before
+
+
 def test_no_stable_traffic_uses_the_baseline_then_skips_relative_checks():
     cand = samples(200, latency=30.0)
     base = samples(200, role="stable", version="3", seed=3)
