@@ -256,9 +256,8 @@ def cmd_launch(ns: argparse.Namespace) -> int:
 def cmd_train(ns: argparse.Namespace) -> int:
     from framework import api
 
-    planned = api.plan(ns.args, tuple(ns.templates), ns.project)
+    planned = api.plan(ns.args, tuple(ns.templates), ns.project, until_kind="registry.register")
     _warn(planned.warnings)
-    planned.plan = api.until(planned.plan, "registry.register")
     code = _apply(planned)
     register = planned.ctx.outputs.get("registry.register") or {}
     metrics = (planned.ctx.outputs.get("training.train") or {}).get("metrics") or {}

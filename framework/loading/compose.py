@@ -88,6 +88,12 @@ def _hydra_problem(exc: Exception, recipe_file: Path, search: SearchPath) -> Pro
                        message=f"Could not find template '{missing.group(1)}'.",
                        hint=f"Searched {', '.join(display(d) for d in search.dirs)}. "
                             + did_you_mean(option, options))
+    present = re.search(r"An item is already at '([^']+)'", text)
+    if present:
+        return Problem(path=present.group(1), file=provenance.COMMAND_LINE,
+                       message="This key is already in the recipe, so '+' cannot add it.",
+                       hint=f"Set it without the '+': {present.group(1)}=... "
+                            f"(or '++{present.group(1)}=...' to add or override).")
     override = re.search(r"Could not (?:override|append to config\.|delete from config\.) '?([^'.\s][^'\s]*)'?", text)
     if override:
         return Problem(path=override.group(1), file=provenance.COMMAND_LINE,

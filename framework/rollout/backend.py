@@ -7,6 +7,7 @@ Which steps belong to which rollout is kept in the recipe's ``rollout_steps`` in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, ClassVar
 
@@ -127,6 +128,12 @@ class RolloutBackend:
         index = spec.step_index(step.address)
         final = actor.wait(ctx.workspace, ctx.recipe.app_name, ctx.progress, self.poll_s,
                            self.timeout_s, until=lambda s: _passed(s, index))
+        if final["status"] == "rolled_back":
+            # The controller tags the version too, just after its rollback is live; tagging here
+            # as well means the version is marked rejected before this command returns.
+            with contextlib.suppress(BackendError):
+                self._ports(ctx)()["promoter"].tag_rollback(str(final["candidate_version"]),
+                                                            str(final["reason"]))
         if final["status"] in TERMINAL and final["status"] != "promoted":
             raise BackendError(
                 f"{step.address}: the rollout of {ctx.recipe.app_name} version "

@@ -34,8 +34,9 @@ def key_records(serving: Any, project_dir: Path | None = None) -> list[dict[str,
             secret = entry.key.reveal()
         except (KeyError, OSError) as exc:
             raise ValueError(
-                f"serving.auth.api_keys[{i}] ({entry.name}): the key is not available from "
-                f"{entry.key!r}; export the variable or create the file"
+                f"serving.auth.api_keys[{i}].key ({entry.name}): the key is not available from "
+                f"{entry.key.where()}; "
+                + (f"export {entry.key.env}=... first" if entry.key.env else "create the file")
             ) from exc
         records.append({"name": entry.name, "sha256": hash_key(secret), "models": list(entry.models)})
     if serving.auth.keys_file:

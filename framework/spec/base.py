@@ -75,6 +75,10 @@ class SecretRef(Spec):
     def __repr__(self) -> str:
         return f"SecretRef({'env=' + self.env if self.env else 'file=' + str(self.file)})"
 
+    def where(self) -> str:
+        """Where the secret comes from, for people: ``environment variable X`` or ``file P``."""
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
     def reveal(self) -> str:
         """Read the secret's value; raises KeyError/OSError when it is not available."""
         import os

@@ -79,7 +79,7 @@ def _redis_connection(online: Any, for_file: bool) -> str:
     except (KeyError, OSError) as exc:
         raise BackendError(
             "features.store.online.password: the Redis password is not available "
-            f"({online.password!r}). Export the variable or create the file, then retry."
+            f"({online.password.where()}). Export the variable or create the file, then retry."
         ) from exc
 
 

@@ -44,11 +44,15 @@ def entity_keys(recipe: Any) -> dict[str, str]:
 
 
 def feast_settings(recipe: Any, workspace: Path) -> dict[str, Any]:
-    """How replicas reach the online store: the generated Feast repo and the feature service."""
+    """How replicas reach the online store: the generated Feast repo, the feature service and each
+    view's ``ttl_s`` (in the args, so a changed TTL restarts the replicas that enforce it)."""
     from framework.backends.feast.repo import repo_dir
 
+    views = recipe.features.views
     return {"type": "feast", "repo_dir": str(repo_dir(Path(workspace).resolve(), recipe.project)),
-            "feature_service": recipe.features.service.name}
+            "feature_service": recipe.features.service.name,
+            "ttl_s": {view: views[view].ttl_s for view in dict.fromkeys(v for v, _ in recipe.feature_refs())
+                      if view in views}}
 
 
 def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,

@@ -54,7 +54,7 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
 
 def test_a_damaged_file_is_an_error_that_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text("{not json")
-    with pytest.raises(StateError, match="damaged.*loom plan --refresh"):
+    with pytest.raises(StateError, match="damaged.*loom plan recipe=NAME --refresh"):
         WorkspaceState(tmp_path).read()
 
 

@@ -14,6 +14,7 @@ CASES = [
     ("unknown-template-option", ["rollout=canry"], ["Could not find template 'rollout/canry'", "Did you mean 'canary'?"], "rollout"),
     ("unknown-model-template", ["model=xgboost_binry"], ["model/xgboost_binry", "xgboost_binary"], "model"),
     ("unknown-key-override", ["training.model.paramz.x=1"], ["not in the recipe", "+training.model.paramz.x"], "training.model.paramz.x"),
+    ("plus-on-a-present-key", ["+training.model.params.max_depth=1"], ["already in the recipe", "++training.model.params.max_depth"], "training.model.params.max_depth"),
     ("canary-step-out-of-range", ["rollout.steps=[5,120]"], ["Got 120", "Traffic percent must be 1..100"], "rollout.steps[1]"),
     ("canary-steps-fall", ["rollout.steps=[50,25,100]"], ["Steps must rise: 25 follows 50"], "rollout.steps[1]"),
     ("canary-steps-no-100", ["rollout.steps=[5,25,50]"], ["must end at 100", "Append 100"], "rollout.steps"),

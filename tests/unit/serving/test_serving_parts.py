@@ -67,8 +67,11 @@ def test_key_records_name_the_recipe_key_when_the_secret_is_missing(monkeypatch)
     monkeypatch.delenv("SERVING_TEST_MISSING", raising=False)
     serving = Serving.model_validate({"auth": {"api_keys": [
         {"name": "app", "key": {"env": "SERVING_TEST_MISSING"}}]}})
-    with pytest.raises(ValueError, match=r"serving.auth.api_keys\[0\] \(app\)"):
+    with pytest.raises(ValueError) as err:
         key_records(serving)
+    text = str(err.value)
+    assert text.startswith("serving.auth.api_keys[0].key (app): ") and "SecretRef" not in text
+    assert "environment variable SERVING_TEST_MISSING" in text and "export SERVING_TEST_MISSING=" in text
 
 
 # -- cache ----------------------------------------------------------------------------------------
