@@ -1,6 +1,11 @@
 """Make the example recipes' sample data, deterministically, with a real signal in each label.
 
     python scripts/make_data.py [--out data] [--customers 5000] [--accounts 5000] [--seed 7]
+                                [--today YYYY-MM-DD]
+
+Times are anchored to today (UTC, or ``--today``), so the newest values are inside each view's
+``ttl_s`` and served online; older values read as missing, as they would in production. The same
+seed and day give the same bytes.
 
 churn: monthly customer snapshots (tenure, charges, contract, support calls...) and churn labels
 observed after the last snapshot; some snapshots arrive late (created after their event time).
@@ -16,10 +21,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-T0 = pd.Timestamp("2026-01-01", tz="UTC")
+#: Days before today that each domain's day 0 lies: churn's last monthly snapshot is then 20 days
+#: old (ttl 90 days), fraud's last daily snapshot one day old (ttl 2 days).
+CHURN_DAYS_BACK, FRAUD_DAYS_BACK = 80, 4
 
 
-def churn(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def today(text: str | None = None) -> pd.Timestamp:
+    """Midnight UTC of ``text`` (YYYY-MM-DD) or of today."""
+    day = pd.Timestamp(text, tz="UTC") if text else pd.Timestamp.now(tz="UTC")
+    return day.floor("D")
+
+
+def churn(n: int, rng: np.random.Generator,
+          t0: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three monthly snapshots of ``n`` customers from day ``t0``, and churn labels at day 75."""
+    T0 = t0 if t0 is not None else today() - pd.Timedelta(days=CHURN_DAYS_BACK)
     ids = np.array([f"C{i:06d}" for i in range(n)])
     tenure0 = rng.integers(0, 60, n)
     contract = rng.choice([1, 12, 24], n, p=[0.5, 0.3, 0.2])
@@ -54,14 +70,16 @@ def churn(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]
     return features, labels
 
 
-def fraud(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Daily activity of ``n`` accounts over 4 days, and one fraud label per account (day 3.5).
+def fraud(n: int, rng: np.random.Generator,
+          t0: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily activity of ``n`` accounts over 4 days from ``t0``, and one fraud label each (day 3.5).
 
     A hidden share of accounts (about 6%, more among young ones) is taken over. From the takeover's
     first day (day 1-3) their activity changes: bursts of transactions, larger amounts, more foreign
     use; they also carry more recent chargebacks. Some takeovers stay quiet (no pattern) and some
     legitimate accounts travel (high foreign ratio), so the label is learnable but not trivial.
     """
+    T0 = t0 if t0 is not None else today() - pd.Timedelta(days=FRAUD_DAYS_BACK)
     ids = np.arange(100_000, 100_000 + n, dtype="int64")
     age = rng.integers(1, 2000, n)
     logit = -2.1 - 0.0008 * age + 1.0 * (age < 90)
@@ -102,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--customers", type=int, default=5000)
     p.add_argument("--accounts", type=int, default=5000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--today", default=None, help="the day the data ends near (default: today, UTC)")
     args = p.parse_args(argv)
-    out = Path(args.out)
-    for name, make, n in (("churn", churn, args.customers), ("fraud", fraud, args.accounts)):
-        feats, labels = make(n, np.random.default_rng(args.seed))
+    out, day = Path(args.out), today(args.today)
+    for name, make, n, back in (("churn", churn, args.customers, CHURN_DAYS_BACK),
+                                ("fraud", fraud, args.accounts, FRAUD_DAYS_BACK)):
+        feats, labels = make(n, np.random.default_rng(args.seed), day - pd.Timedelta(days=back))
         (out / name).mkdir(parents=True, exist_ok=True)
         feats.to_parquet(out / name / "features.parquet", index=False)
         labels.to_parquet(out / name / "labels.parquet", index=False)
