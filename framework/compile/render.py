@@ -41,9 +41,12 @@ def render(plan: Plan, verbose: bool = False) -> str:
         if step.action == "no-op" and not verbose:
             continue
         change = ""
-        if step.action == "update":
+        # An update with unchanged inputs is one of what serves (a rejected version): say why.
+        same = step.action == "update" and step.observed_fingerprint == step.fingerprint
+        if step.action == "update" and not same:
             change = f"  ({short(step.observed_fingerprint, 8)} -> {short(step.fingerprint, 8)})"
-        what = f"({step.reason})" if step.action == "delete" and step.reason else _attrs(step)
+        why = step.reason and (step.action == "delete" or same)
+        what = f"({step.reason})" if why else _attrs(step)
         lines.append(f"  {SYMBOL[step.action]} {step.address:<{width}}  {step.action:<7} {what}{change}"
                      .rstrip())
     counts = {a: sum(1 for s in plan.steps if s.action == a) for a in SYMBOL}

@@ -240,7 +240,11 @@ class _Registry:
         """Point the champion alias at the version now serving as stable."""
         if self.promoter.champion() == str(version):
             return
-        self.promoter.promote(str(version))
+        try:
+            self.promoter.promote(str(version))
+        except BackendError as exc:  # serving already changed: say so rather than fail the step
+            self.ctx.progress(f"warning: {exc}")
+            return
         self.ctx.progress(f"registry: '{self.promoter.alias}' now names version {version}, "
                           "the one serving as stable")
 

@@ -71,6 +71,10 @@ def test_after_a_rollback_the_plan_shows_the_rejected_version_never_no_changes(p
     assert changed and all(s.kind in ("serving.deploy", "rollout.step") for s in changed)
     assert "version 1 was rejected by its rollout (prediction PSI 8.13 > 0.2)" in changed[0].reason
     assert "stable 0 serves" in changed[0].reason
+    from framework.compile.render import render
+
+    shown = render(again)
+    assert "No changes." not in shown and "(version 1 was rejected by its rollout" in shown
 
 
 def test_a_rejected_version_is_not_rolled_out_again_unless_asked(project: Path) -> None:
