@@ -26,7 +26,11 @@ SERVING_KINDS = {"serving.deploy", "rollout.step"}
 
 def validate(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None) -> LoadedRecipe:
     """Compose and validate ``recipe=NAME`` plus overrides; raises RecipeError listing every problem."""
-    return load_recipe(list(args), templates, project_dir)
+    import dataclasses
+
+    loaded = load_recipe(list(args), templates, project_dir)
+    extra = _extra_params_warning(loaded.recipe)
+    return dataclasses.replace(loaded, warnings=loaded.warnings + extra) if extra else loaded
 
 
 def workspace_of(recipe: Recipe, project_dir: Path) -> Path:
@@ -89,7 +93,7 @@ def plan(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | N
     diffed = executor.plan_against(compiled, ctx, state, Backends(backend), refresh and not missing)
     if until_kind is not None:
         diffed = until(diffed, until_kind)
-    planned = Planned(diffed, ctx, state, loaded.warnings + _extra_params_warning(loaded.recipe))
+    planned = Planned(diffed, ctx, state, loaded.warnings)
     if backend is None:
         _preflight(planned, loaded.origins, check_data=missing)
     return planned
@@ -201,7 +205,8 @@ def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
     saved_fps = [(s.address, s.fingerprint) for s in saved.steps if s.action != "delete"]
     if [(s.address, s.fingerprint) for s in fresh.steps] != saved_fps:
         raise PlanError("The plan's inputs changed since it was made (a data file, or Loom itself). "
-                        "Make a new plan with `loom plan -o plan.json`.")
+                        f"Make a new plan with `loom plan recipe={recipe.name} -o plan.json` (and the "
+                        "overrides you planned with).")
     ctx = context(recipe, project, progress)
     ctx.data_fingerprints = fingerprints
     return Planned(saved, ctx, state_of(recipe, ctx.workspace), warnings=())

@@ -98,7 +98,7 @@ class StateStore:
             raise StateError(
                 f"{self.state_path}: rollouts.{self.model_id} is damaged "
                 f"({exc.__class__.__name__}). Check the serving app's weights with "
-                "`loom rollout status`, then remove that entry."
+                "`loom rollout status recipe=NAME`, then remove that entry."
             ) from exc
 
     def require(self) -> RolloutState:

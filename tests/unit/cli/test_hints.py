@@ -36,17 +36,6 @@ SAMPLES = {"version.version": "3", "ctx.recipe.name": "churn", "self.ctx.recipe.
 #: ``...`` is not: where Loom prints a hint it knows the recipe, so it says which.
 PLACEHOLDER_RECIPE = "NAME"
 
-#: Hints in files other engineers own, wrong today: (file, command as rendered) -> the fix. Each is a
-#: strict xfail, so fixing a hint fails this test until its entry here goes. ``recipe=NAME`` where
-#: the code has no recipe at hand (the rollout layer knows the model id only).
-_NAME = "add recipe=NAME"
-KNOWN_WRONG = {
-    ("framework/api.py", "loom plan -o plan.json"): "`loom plan recipe={recipe.name} -o plan.json`",
-    ("framework/rollout/controller.py", "loom rollout status"): _NAME,
-    ("framework/rollout/state.py", "loom rollout status"): _NAME,
-}
-
-
 def _docstrings(tree: ast.AST) -> set[int]:
     """ids of string statements: module, class and function docstrings, attribute docstrings."""
     out = set()
@@ -129,14 +118,8 @@ def problem(command: str) -> str | None:
 HINTS = hints()
 
 
-def _param(rel: str, line: int, cmd: str):
-    marks = []
-    if (rel, cmd) in KNOWN_WRONG:
-        marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[(rel, cmd)]))
-    return pytest.param(rel, cmd, id=f"{rel}:{line}:{cmd}", marks=marks)
-
-
-@pytest.mark.parametrize(("where", "command"), [_param(*h) for h in HINTS])
+@pytest.mark.parametrize(("where", "command"),
+                         [pytest.param(rel, cmd, id=f"{rel}:{line}:{cmd}") for rel, line, cmd in HINTS])
 def test_every_suggested_command_works_as_printed(where: str, command: str) -> None:
     assert problem(command) is None, f"{where}: `{command}`: {problem(command)}"
 
@@ -147,11 +130,6 @@ def test_the_collector_finds_hints_everywhere_and_skips_docstrings() -> None:
             "framework/execute/overview.py"} <= where
     assert not any("loom features materialize|get" in c for _, _, c in HINTS)  # a docstring
     assert len(HINTS) >= 30
-
-
-def test_every_known_wrong_hint_still_exists() -> None:
-    """A hint reworded (rather than fixed) leaves a stale entry; remove it."""
-    assert set(KNOWN_WRONG) <= {(rel, cmd) for rel, _, cmd in HINTS}
 
 
 @pytest.mark.parametrize(("text", "commands"), [
