@@ -40,8 +40,11 @@ class VersionCodec:
 
         ``unseen(feature)`` is called for each category this version never saw in training.
         """
-        out = []
         codes = self.codes
+        if not codes:  # the usual model: numbers only
+            return [NAN if (v := row.get(n)) is None or v.__class__ is str else float(v)
+                    for n in self.names]
+        out = []
         for name in self.names:
             value = row.get(name)
             if value is None:
