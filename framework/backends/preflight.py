@@ -2,7 +2,8 @@
 
 It runs in ``loom plan`` (and so before ``loom launch`` does any work) and before a saved plan is
 applied. It imports no engine: the data checks read Parquet/CSV schemas and the label column with
-pyarrow; the secret checks read the environment and secret files. It lives with the backends
+pyarrow; the secret checks read the environment and secret files; the resource checks add up the
+CPUs each phase asks of the embedded Ray head (``resources.py``). It lives with the backends
 because it knows what each step kind reads (``framework.compile`` may not import backends).
 """
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 TITLE = "Preflight: data does not match the recipe"
 SECRETS_TITLE = "Preflight: secrets the plan needs are not available"
+RESOURCES_TITLE = "Preflight: the plan does not fit the Ray cluster"
 #: Step kinds that read the recipe's data files (sources must match the recipe).
 DATA_KINDS = frozenset({"feast.view", "feast.materialize", "training.dataset", "training.tune",
                         "training.train"})
@@ -45,19 +47,29 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
         One Problem per failure, each naming the file, the recipe key and the fix.
     """
     from framework.backends.feast.sources import check_sources
+    from framework.backends.resources import resource_problems
 
     kinds = set(kinds)
     problems = check_sources(recipe, project_dir) if kinds & DATA_KINDS else []
     problems += secret_problems(recipe, kinds, project_dir)
+    problems += resource_problems(recipe, kinds, workspace_of(recipe, project_dir))
     return [Problem(path=p.path, message=p.message, file=p.file or origin(p.path), value=p.value,
                     has_value=p.has_value, hint=p.hint) for p in problems]
+
+
+def workspace_of(recipe: "Recipe", project_dir: Path) -> Path:
+    """The recipe's absolute workspace directory (as ``framework.api.workspace_of``)."""
+    path = Path(recipe.env.workspace_dir).expanduser()
+    return path if path.is_absolute() else (Path(project_dir) / path).resolve()
 
 
 def raise_for(problems: list[Problem]) -> None:
     """Raise one RecipeError listing every preflight problem; do nothing when there are none."""
     if not problems:
         return
-    data = any(not _is_secret(p) for p in problems)
+    if all(_is_resource(p) for p in problems):
+        raise RecipeError(problems, title=RESOURCES_TITLE)
+    data = any(not _is_secret(p) and not _is_resource(p) for p in problems)
     raise RecipeError(problems, title=TITLE if data else SECRETS_TITLE)
 
 
@@ -102,6 +114,10 @@ def _unresolved(ref: "SecretRef", key: str, why: str, what: str) -> list[Problem
 def _readable(path: str) -> bool:
     file = Path(path).expanduser()
     return file.is_file() and os.access(file, os.R_OK)
+
+
+def _is_resource(p: Problem) -> bool:
+    return p.path.startswith(("training.scaling", "serving.replicas", "serving.autoscaling"))
 
 
 def _is_secret(p: Problem) -> bool:

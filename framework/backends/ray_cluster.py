@@ -1,8 +1,10 @@
 """The embedded Ray head of a workspace: ``loom up`` / ``loom down`` / ``loom status``.
 
-The head runs in the background, bound to 127.0.0.1, with token auth on (the token in
-``<workspace>/ray/auth_token``, mode 0600), the metrics port pinned to ``env.metrics_export_port``,
-and Ray's temp files under the workspace. ``<workspace>/ray/address`` holds the GCS address
+The head runs in the background with token auth on (the token in ``<workspace>/ray/auth_token``,
+mode 0600), the metrics port pinned to ``env.metrics_export_port``, and Ray's temp files under the
+workspace (a 0700 directory of this user's). It and everything it starts listen on 127.0.0.1 only:
+Ray 2.60 binds its gRPC servers, agents and metrics exporter to the node IP, so the node IP is
+given as 127.0.0.1 (``tests/integration/cluster`` checks every listening socket). ``<workspace>/ray/address`` holds the GCS address
 (``127.0.0.1:PORT``) that drivers connect to. A busy port is an error naming the process holding it.
 """
 
@@ -14,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -43,6 +46,66 @@ def temp_dir(workspace: Path) -> Path:
         return inside
     tag = hashlib.sha256(str(inside).encode()).hexdigest()[:10]
     return Path("/tmp") / f"loom-ray-{tag}"
+
+
+def ensure_temp_dir(path: Path) -> Path:
+    """Create Ray's temp dir 0700, or check that an existing one is this user's own, private dir.
+
+    The short ``/tmp`` name is predictable: another user could create it first (or a symlink
+    there) to read session files or plant sockets. Refuse then, instead of using it.
+
+    Raises:
+        BackendError: the path is a symlink, not a directory, another user's, or writable by others.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    problem = _temp_dir_problem(st)
+    if problem:
+        raise BackendError(
+            f"Refusing Ray's temp dir {path}: {problem}. Someone else may have made it to read or "
+            "plant Ray's session files. Remove it (or move the workspace to a shorter path, so the "
+            "temp dir lives inside it) and run the command again."
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)  # ours and not writable by others: only tighten the read bits
+    return path
+
+
+def _temp_dir_problem(st: os.stat_result) -> str | None:
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid != os.getuid():
+        return f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        return f"it is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def detected_cpus() -> int:
+    """CPUs Ray detects when started without ``--num-cpus``: this process's cores, capped by cgroups."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def recorded_num_cpus(workspace: Path) -> float | None:
+    """The CPUs the workspace's head was started with (``<workspace>/ray/num_cpus``), or None."""
+    try:
+        return float((_ray_dir(workspace) / "num_cpus").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def token_path(workspace: Path) -> Path:
@@ -156,15 +219,14 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     _check_ports(recipe)
     ray_dir, tmp = _ray_dir(workspace), temp_dir(workspace)
     ray_dir.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir(parents=True, exist_ok=True)
+    ensure_temp_dir(tmp)
     _write_token(token_path(workspace))
+    num_cpus = recipe.env.ray_num_cpus or detected_cpus()
     cmd = [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={GCS_PORT}",
            f"--metrics-export-port={recipe.env.metrics_export_port}",
            f"--dashboard-agent-listen-port={DASHBOARD_AGENT_PORT}",
-           f"--ray-client-server-port={CLIENT_SERVER_PORT}",
+           f"--ray-client-server-port={CLIENT_SERVER_PORT}", f"--num-cpus={num_cpus}",
            "--include-dashboard=false", f"--temp-dir={tmp}", "--disable-usage-stats"]
-    if recipe.env.ray_num_cpus:
-        cmd.append(f"--num-cpus={recipe.env.ray_num_cpus}")
     env = {**os.environ, **client_env(workspace)}
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -176,6 +238,7 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     (ray_dir / "address").write_text(f"127.0.0.1:{GCS_PORT}\n", encoding="utf-8")
     (ray_dir / "temp_dir").write_text(f"{tmp}\n", encoding="utf-8")
     (ray_dir / "metrics_port").write_text(f"{recipe.env.metrics_export_port}\n", encoding="utf-8")
+    (ray_dir / "num_cpus").write_text(f"{num_cpus}\n", encoding="utf-8")
     return _wait_up(workspace, wait_s)
 
 

@@ -1,5 +1,9 @@
-"""The one place a Loom process connects to Ray: the recipe's cluster, the workspace's head, or a
-quiet local Ray started here. Every connection uses the same namespace and worker environment."""
+"""The one place a Loom process connects to Ray: the recipe's cluster or the workspace's head.
+
+Every Loom command that needs Ray goes through the workspace's tokened, loopback-only head
+(``ray_cluster``), started in the background when none runs; none starts a private ``ray.init()``
+(which would listen on the machine's external address and use the shared ``~/.ray`` token).
+Every connection uses the same namespace and worker environment."""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def set_driver_env() -> None:
 
 
 def resolve_address(recipe: "Recipe", workspace: Path) -> str | None:
-    """The Ray address to connect to, or None to start an embedded local Ray."""
+    """The Ray address to connect to, or None when the workspace's head must be started first."""
     if recipe.env.ray_address:
         return recipe.env.ray_address
     info = ray_cluster.status(workspace)  # a head that died leaves its address file behind
@@ -48,14 +52,14 @@ def resolve_address(recipe: "Recipe", workspace: Path) -> str | None:
 @contextlib.contextmanager
 def ray_for(recipe: "Recipe", workspace: Path,
             progress: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Make Ray available for the block; shut down only a Ray this call started or connected.
+    """Make Ray available for the block; disconnect afterwards only if this call connected.
 
     Reuses a Ray already initialised in this process (the executor's, or a test session's) and leaves
-    it running. Otherwise connects to ``env.ray_address`` or ``<workspace>/ray/address``, else starts
-    a local Ray with quiet logs, no dashboard and its temp files under the workspace.
+    it running. Otherwise connects to ``env.ray_address``, else to the workspace's head, starting it
+    (``loom up``) when none runs; the head keeps running afterwards (``loom down`` stops it).
 
     Args:
-        recipe: the recipe (``env.ray_address``, ``env.ray_num_cpus``).
+        recipe: the recipe (``env.ray_address``, ``env.ray_num_cpus`` for a head started here).
         workspace: the workspace directory.
         progress: gets one line saying which Ray was started or reached, and how long it took.
 
@@ -126,21 +130,13 @@ def _attach(recipe: "Recipe", workspace: Path, address: str) -> None:
 
 
 def _init(recipe: "Recipe", workspace: Path) -> str:
-    import ray
-
     address = resolve_address(recipe, workspace)
     if address:
         _attach(recipe, workspace, address)
         return f"connected to {address}"
-    temp_dir = str(ray_cluster.temp_dir(workspace))
-    Path(temp_dir).mkdir(parents=True, exist_ok=True)
-    try:
-        ray.init(num_cpus=recipe.env.ray_num_cpus, include_dashboard=False, log_to_driver=False,
-                 namespace=NAMESPACE, _temp_dir=temp_dir, runtime_env={"env_vars": dict(RAY_ENV)},
-                 logging_level=logging.WARNING, configure_logging=True)
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        raise BackendError(
-            f"Could not start a local Ray: {exc}. Check env.ray_num_cpus, or set env.ray_address "
-            "to use a running cluster."
-        ) from exc
-    return f"started a local Ray ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
+    info = ray_cluster.up(recipe, workspace)
+    _attach(recipe, workspace, info["address"])
+    cpus = ray_cluster.recorded_num_cpus(workspace)
+    return (f"started the workspace head at {info['address']} ({cpus:g} CPUs, token auth, "
+            "127.0.0.1 only; `loom down` stops it)" if cpus else f"started the workspace head at "
+            f"{info['address']} (`loom down` stops it)")

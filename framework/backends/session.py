@@ -12,9 +12,10 @@ from framework.backends.base import RunContext
 def engine_session(ctx: RunContext, serving: bool) -> Iterator[None]:
     """Connect once for every step of an apply.
 
-    With serving steps and no ``env.ray_address``, the workspace's Ray head is started first (in the
-    background), so Serve applications and the rollout controller outlive the command; training
-    then runs on the same head. A Ray already initialised in this process (a test session's) is
+    Without ``env.ray_address`` every step runs on the workspace's tokened, loopback-only Ray head,
+    started in the background when none runs (``ray_runtime.ray_for``), so Serve applications and
+    the rollout controller outlive the command. With serving steps it is started first, so this
+    process carries the head's token before any backend connects. A Ray already initialised in this process (a test session's) is
     used as it is.
     """
     import ray

@@ -129,6 +129,10 @@ class XGBoostModel(Spec):
 Model = Annotated[Union[XGBoostModel], Field(discriminator="type")]
 
 
+#: Seconds Ray Train waits for the cluster's resources by default (``training.scaling.resource_wait_s``).
+DEFAULT_RESOURCE_WAIT_S = 300.0
+
+
 class Scaling(Spec):
     """How many Ray Train workers train the model, and what each gets."""
 
@@ -138,6 +142,21 @@ class Scaling(Spec):
     max_failures: int = Field(
         default=0, ge=-1, description="Worker failures tolerated before the job fails (-1: always retry)."
     )
+    resource_wait_s: float = Field(
+        default=DEFAULT_RESOURCE_WAIT_S, gt=0, le=86_400,
+        description="Seconds training waits for the Ray cluster to free the workers' CPUs (num_workers "
+        "x cpus_per_worker), or a sweep for any trial to start, before failing with what holds them; "
+        "a progress line every 10 s meanwhile.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_wait(self, handler: Any) -> dict[str, Any]:
+        # A wait bound is not part of the model: at its default, recipes dump (and so fingerprint)
+        # as they did before it existed, so adding it retrains nothing.
+        data = handler(self)
+        if data.get("resource_wait_s") == DEFAULT_RESOURCE_WAIT_S:
+            data.pop("resource_wait_s", None)
+        return data
 
 
 class ChoiceDim(Spec):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ class TrainJob:
     max_failures: int
     storage_path: str
     name: str
+    #: Seconds to wait for the workers' resources before failing (``training.scaling.resource_wait_s``).
+    resource_wait_s: float = 300.0
 
 
 @dataclass
@@ -88,21 +92,81 @@ def _report(booster: Any, evals: dict[str, list[float]], rank: int) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
+#: Ray Train V2 waits this long for its placement group, then (with no controller retries) fails.
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+
+
 def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[str],
-                  feature_types: list[str] | None = None) -> TrainResult:
+                  feature_types: list[str] | None = None,
+                  progress: Callable[[str], None] = lambda line: None) -> TrainResult:
     """Fit ``job`` with ``XGBoostTrainer`` on the running Ray; return the booster and its metrics.
 
     ``feature_types``: XGBoost's ``q`` (numeric) or ``c`` (categorical codes) per feature.
+    While the workers wait for CPUs, ``progress`` gets a line every 10 s naming the demand and what
+    holds the cluster; after ``job.resource_wait_s`` the run fails instead of waiting forever.
 
     Raises:
-        BackendError: when the Ray Train run fails (after ``max_failures`` retries).
+        BackendError: when the Ray Train run fails (after ``max_failures`` retries), or its workers
+            did not get their resources within ``job.resource_wait_s``.
     """
+    from framework.backends.cluster_wait import ResourceWait
+
+    trainer = _trainer(job, arrays, feature_names, feature_types)
+    wait = ResourceWait("training", _bundle(job), job.num_workers, job.resource_wait_s,
+                        "training.scaling.resource_wait_s", progress)
+    started = time.perf_counter()
+    try:
+        with _env(START_TIMEOUT_ENV, f"{job.resource_wait_s:g}"), wait:
+            result = trainer.fit()
+    except Exception as exc:  # ray.train.TrainingFailedError and friends
+        if _startup_timed_out(exc):
+            raise wait.timeout_error() from exc
+        raise BackendError(
+            f"Ray Train failed training the model ({type(exc).__name__}: {_first_line(exc)}). "
+            "Check training.scaling (num_workers x cpus_per_worker must fit the Ray cluster) "
+            "and training.model.params."
+        ) from exc
+    return _read_result(result, time.perf_counter() - started)
+
+
+def _bundle(job: TrainJob) -> dict[str, float]:
+    return {"CPU": job.cpus_per_worker, **({"GPU": 1.0} if job.use_gpu else {})}
+
+
+@contextlib.contextmanager
+def _env(key: str, value: str) -> Iterator[None]:
+    """``key=value`` in this process's environment for the block (Train copies it to its controller)."""
+    before = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _startup_timed_out(exc: BaseException) -> bool:
+    """Whether Train gave up waiting for its worker group's placement group."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if type(exc).__name__ == "WorkerGroupStartupTimeoutError":
+            return True
+        exc = getattr(exc, "controller_failure", None) or exc.__cause__  # type: ignore[assignment]
+    return False
+
+
+def _trainer(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[str],
+             feature_types: list[str] | None) -> Any:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
-    started = time.perf_counter()
-    trainer = XGBoostTrainer(
+    # No controller retries: the one retryable controller failure here is the worker group not
+    # starting within resource_wait_s, and retrying it is exactly the silent wait this bounds.
+    return XGBoostTrainer(
         train_loop,
         train_loop_config={
             "data": ray.put(arrays), "feature_names": feature_names,
@@ -112,18 +176,10 @@ def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: l
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
                                      resources_per_worker={"CPU": job.cpus_per_worker}),
         run_config=RunConfig(name=job.name, storage_path=job.storage_path,
-                             failure_config=FailureConfig(max_failures=job.max_failures),
+                             failure_config=FailureConfig(max_failures=job.max_failures,
+                                                          controller_failure_limit=0),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # ray.train.TrainingFailedError and friends
-        raise BackendError(
-            f"Ray Train failed training the model ({type(exc).__name__}: {_first_line(exc)}). "
-            "Check training.scaling (num_workers x cpus_per_worker must fit the Ray cluster) "
-            "and training.model.params."
-        ) from exc
-    return _read_result(result, time.perf_counter() - started)
 
 
 def _read_result(result: Any, elapsed_s: float) -> TrainResult:

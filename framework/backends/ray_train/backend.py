@@ -106,7 +106,8 @@ class RayTrainBackend:
                   "x_val": splits.x_val, "y_val": splits.y_val}
         try:
             with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-                result = run_train_job(job, arrays, splits.feature_names, splits.xgb_types)
+                result = run_train_job(job, arrays, splits.feature_names, splits.xgb_types,
+                                       progress=ctx.progress)
         finally:
             shutil.rmtree(Path(job.storage_path) / job.name, ignore_errors=True)
         metric = stopping_metric(params)
@@ -147,7 +148,7 @@ def make_job(step: "Step", ctx: "RunContext", params: dict[str, Any]) -> "TrainJ
         params=params, num_boost_round=model.num_boost_round,
         early_stopping_rounds=model.early_stopping_rounds, num_workers=scaling.num_workers,
         cpus_per_worker=scaling.cpus_per_worker, use_gpu=scaling.use_gpu,
-        max_failures=scaling.max_failures,
+        max_failures=scaling.max_failures, resource_wait_s=scaling.resource_wait_s,
         storage_path=str(Path(ctx.workspace).resolve() / "ray_results"),
         # A fresh name per run: Train V2 resumes a run whose name and storage path already exist.
         name=f"train-{ctx.recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class SweepJob:
     storage_path: str
     name: str
     feature_types: list[str] = field(default_factory=list)  # q or c (categorical codes) per feature
+    #: Seconds the sweep may wait with no trial able to start (``training.scaling.resource_wait_s``).
+    resource_wait_s: float = 300.0
 
 
 class _ReportMetric(xgboost.callback.TrainingCallback):
@@ -72,25 +75,54 @@ def trial(config: dict[str, Any], data: dict[str, np.ndarray], job: SweepJob) ->
                   callbacks=[_ReportMetric(job.metric, job.task, dval, data["y_val"])])
 
 
-def run_sweep(job: SweepJob, data: dict[str, np.ndarray]) -> dict[str, Any]:
+def run_sweep(job: SweepJob, data: dict[str, np.ndarray],
+              progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run the sweep on the running Ray; return ``{"best_params", "best_metric", "trials", ...}``.
 
+    While no trial can get its CPUs, ``progress`` gets a line every 10 s naming the demand and what
+    holds the cluster; after ``job.resource_wait_s`` of that the sweep fails.
+
     Raises:
-        BackendError: when every trial failed.
+        BackendError: when every trial failed, or no trial could start within ``resource_wait_s``.
     """
     from ray import tune
 
+    from framework.backends.cluster_wait import ResourceWait
+
     started = time.perf_counter()
+    wait = ResourceWait("tuning", {"CPU": job.cpus_per_trial}, 1, job.resource_wait_s,
+                        "training.scaling.resource_wait_s", progress)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial, data=data, job=job), {"cpu": job.cpus_per_trial}),
         param_space=job.space,
         tune_config=tune.TuneConfig(metric=job.metric, mode=job.mode, num_samples=job.num_samples,
                                     scheduler=_scheduler(job),
                                     max_concurrent_trials=job.max_concurrent),
-        run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path, verbose=0),
+        run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path, verbose=0,
+                                  callbacks=[_give_up_after(wait)]),
     )
-    results = tuner.fit()
+    try:
+        with wait:
+            results = tuner.fit()
+    except Exception as exc:
+        if wait.expired():
+            raise wait.timeout_error() from exc
+        raise
+    if wait.expired():  # Tune may end the run on a callback's error instead of raising it
+        raise wait.timeout_error()
     return _summary(job, results, time.perf_counter() - started)
+
+
+def _give_up_after(wait: Any) -> Any:
+    """A Tune callback that stops the sweep once ``wait`` has run past its bound."""
+    from ray import tune
+
+    class GiveUp(tune.Callback):
+        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            if wait.expired():
+                raise wait.timeout_error()
+
+    return GiveUp()
 
 
 def _scheduler(job: SweepJob) -> Any:

@@ -51,7 +51,7 @@ class RayTuneBackend:
                      f"{tuning.mode} {tuning.metric}")
         try:
             with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-                summary = run_sweep(job, data)
+                summary = run_sweep(job, data, progress=ctx.progress)
         finally:
             shutil.rmtree(Path(job.storage_path) / job.name, ignore_errors=True)
         ctx.progress(f"tuned: best {tuning.metric} {summary['best_metric']:.4f} of {summary['trials']} "
@@ -92,7 +92,7 @@ def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None 
         num_boost_round=model.num_boost_round, early_stopping_rounds=model.early_stopping_rounds,
         metric=tuning.metric, mode=tuning.mode, task=recipe.task, num_samples=tuning.num_samples,
         scheduler=tuning.scheduler, max_concurrent=tuning.max_concurrent_trials,
-        cpus_per_trial=scaling.cpus_per_worker,
+        cpus_per_trial=scaling.cpus_per_worker, resource_wait_s=scaling.resource_wait_s,
         storage_path=str(Path(ctx.workspace).resolve() / "ray_results"),
         name=f"tune-{recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
         feature_types=list(feature_types or []),
