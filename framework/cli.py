@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 0
+    for stream in (sys.stdout, sys.stderr):  # each line reaches a pipe (`loom launch | tee`) at once
+        getattr(stream, "reconfigure", lambda **_: None)(line_buffering=True)
     if not ns.debug:
         _quiet_libraries()
     if ns.command in READ_ONLY_COMMANDS and not getattr(ns, "refresh", False):

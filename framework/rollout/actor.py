@@ -1,139 +1,43 @@
-"""The detached Ray actor that runs a model's rollout controller, and the calls the CLI makes.
+"""The calls the CLI and the backend make on a model's detached rollout controller actor.
 
 ``start`` checks in the calling process that a rollout may begin, then creates an actor named
 ``loom-rollout-<model_id>`` (namespace ``loom``, lifetime detached, 0.01 CPU) and asks it to begin:
 the actor itself enters the first phase and ticks from that moment on, so no window is lost to a
-hand-over between processes (errors still reach the caller through ``ray.get``). Ray restarts the
-actor if its process dies; the restarted one resumes from the state file. ``status`` and ``wait``
-read files only and work without Ray.
+hand-over between processes (errors still reach the caller through ``ray.get``). ``status`` and
+``wait`` read files only and work without Ray.
+
+The actor's body is ``runner.ControllerRunner``. The controller is supervised at three levels.
+Inside the actor, a loop that dies is restarted from the state file, and a loop that hangs ends
+the actor's process; Ray restarts the actor (without limit), and the new one resumes from the
+state file. From outside,
+a running rollout whose heartbeat stopped (``health.stalled``: no actor left, or one that does
+not beat) is handed to a new actor by ``supervise``, which ``wait`` calls when given the ports.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from framework.errors import BackendError, LoomError, StateError
-from framework.rollout.controller import RolloutController, Superseded
+from framework.errors import BackendError, LoomError
+from framework.rollout.controller import RolloutController
 from framework.rollout.guard import live_slots, retire_running
+from framework.rollout.health import stalled
 from framework.rollout.phases import RolloutSpec
-from framework.rollout.state import TERMINAL, StateStore
+from framework.rollout.state import TERMINAL, StateStore, audit_record
+from framework.rollout.runner import SAMPLE_LAG_S, ControllerRunner, Ports, apply_command
 from framework.rollout.status import status
 
 NAMESPACE = "loom"
 ACTOR_CPU = 0.01
-#: Replicas ship samples about once a second; judge a window this long after it ends (a sample
-#: arriving later is left out of its window, which costs a few samples, never a wrong verdict).
-SAMPLE_LAG_S = 1.1
-EXIT_GRACE_S = 2.0
-#: A controller actor with no rollout to run (restarted after its rollout ended, or never begun)
-#: exits after this long, freeing its name.
-IDLE_EXIT_S = 30.0
-Ports = Callable[[], dict[str, Any]]
+#: How many times one ``wait`` hands a stalled rollout to a new controller before it gives up.
+MAX_REVIVALS = 3
 
 
 def actor_name(model_id: str) -> str:
     """The controller actor's name for a model."""
     return f"loom-rollout-{model_id}"
-
-
-class ControllerRunner:
-    """The actor's body: begins a rollout (``begin``) or resumes the saved one, and ticks it.
-
-    Ray re-runs ``__init__`` with the same arguments when it restarts the actor, so the
-    constructor only ever resumes; a new rollout begins through ``begin``.
-    """
-
-    def __init__(self, workspace: str, model_id: str, ports: Ports, poll_s: float = 0.2,
-                 sample_lag_s: float = SAMPLE_LAG_S) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workspace, self._model_id, self._ports = workspace, model_id, ports
-        self._poll_s, self._sample_lag_s = poll_s, sample_lag_s
-        self.ctl: RolloutController | None = None
-        store = StateStore(workspace, model_id)
-        saved = store.load()
-        if saved is not None and saved.running:
-            self.ctl = RolloutController.resume(store, sample_lag_s=sample_lag_s, **ports())
-            self._tick_in_background()
-        else:
-            threading.Thread(target=self._exit_if_idle, name="loom-rollout-idle",
-                             daemon=True).start()
-
-    def begin(self, spec: dict[str, Any], supersede: bool = False) -> dict[str, Any]:
-        """Start a rollout of the app's candidate slot here and tick it; returns its state.
-
-        Raises:
-            StateError: a rollout of the model is running and ``supersede`` is False.
-            BackendError: the app has no candidate slot loaded.
-        """
-        with self._lock:
-            if self.ctl is not None:
-                raise BackendError(f"the controller of {self._model_id!r} already runs a rollout.")
-            self.ctl = RolloutController.start(
-                StateStore(self._workspace, self._model_id), RolloutSpec.from_dict(spec),
-                supersede=supersede, sample_lag_s=self._sample_lag_s, **self._ports())
-            self._tick_in_background()
-            return self.ctl.state.to_dict()
-
-    def _tick_in_background(self) -> None:
-        threading.Thread(target=self._loop, name="loom-rollout", daemon=True).start()
-
-    def _exit_if_idle(self) -> None:
-        if not self._stop.wait(IDLE_EXIT_S) and self.ctl is None:
-            _exit_this_actor()
-
-    def _loop(self) -> None:
-        ctl = self.ctl
-        assert ctl is not None
-        while not self._stop.is_set():
-            with self._lock:
-                if ctl.done:
-                    break
-                try:
-                    busy = ctl.tick_safely()
-                except Superseded:
-                    break
-            if not busy:
-                self._stop.wait(ctl.backoff(self._poll_s))
-        # Linger a moment so the reply to a command that just ended the rollout gets out first.
-        if not self._stop.wait(EXIT_GRACE_S):
-            _exit_this_actor()
-
-    def command(self, name: str, reason: str) -> dict[str, Any]:
-        """Run ``promote``, ``abort`` or ``rollback`` between two ticks; returns the new state."""
-        with self._lock:
-            if self.ctl is None:
-                raise StateError(f"no rollout of {self._model_id!r} runs; nothing to {name}.")
-            return _command(self.ctl, name, reason).to_dict()
-
-    def state(self) -> dict[str, Any] | None:
-        """The controller's state as it holds it now (None before a rollout begins)."""
-        with self._lock:
-            return None if self.ctl is None else self.ctl.state.to_dict()
-
-    def stop(self) -> None:
-        """Stop ticking (the rollout stays as it is; a new actor resumes it)."""
-        self._stop.set()
-
-
-def _command(ctl: RolloutController, name: str, reason: str) -> Any:
-    actions = {"promote": ctl.promote_now, "abort": ctl.abort, "rollback": ctl.rollback}
-    if name not in actions:
-        raise BackendError(f"unknown rollout command {name!r}; use promote, abort or rollback.")
-    return actions[name](reason)
-
-
-def _exit_this_actor() -> None:
-    """A finished controller frees its name and its CPU share."""
-    import ray
-
-    try:
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
-    except Exception:  # not running as an actor (a test calling the runner in-process)
-        pass
 
 
 # ---- calls from a driver (the CLI, the backend) -----------------------------------------------
@@ -194,6 +98,44 @@ def ensure_controller(workspace: Path | str, model_id: str, ports: Ports,
     return True
 
 
+def supervise(workspace: Path | str, model_id: str, ports: Ports, poll_s: float = 0.2,
+              sample_lag_s: float = SAMPLE_LAG_S) -> str | None:
+    """Hand a running rollout whose controller stopped beating to a new controller actor.
+
+    A controller is replaced when no actor runs for the rollout (its cluster restarted) or when
+    its heartbeat stopped (``health.stalled``); the new one resumes from the state file. The
+    replacement is audited as ``controller_revived``, with the reason.
+
+    Returns:
+        What was wrong, or None when the controller beats (or no rollout runs).
+    """
+    _require_ray()
+    store = StateStore(workspace, model_id)
+    st = store.load()
+    if st is None or not st.running:
+        return None
+    handle = _get_actor(model_id)
+    why = stalled(st, time.time()) if handle is not None else (
+        "no controller actor runs for it (its cluster restarted, or its actor died)")
+    if why is None:
+        return None
+    if handle is not None:
+        _stop_actor(model_id)
+    st = store.load()
+    if st is None or not st.running:  # it ended meanwhile
+        return None
+    try:
+        store.audit(audit_record(st, time.time(), "controller_revived",
+                                 reason=f"{why}; a new controller resumes from the saved state"))
+        # The hand-over counts as a beat: the new controller gets a whole stall limit to start.
+        st.updated_at = time.time()
+        store.save(st)
+    except OSError:  # the new controller notes the problem in the state, and pauses
+        pass
+    _launch(workspace, model_id, ports, poll_s, sample_lag_s)
+    return why
+
+
 def promote(workspace: Path | str, model_id: str, ports: Ports,
             reason: str = "promoted by hand") -> dict[str, Any]:
     """Skip the remaining phases: the candidate becomes stable and the champion alias moves."""
@@ -214,13 +156,19 @@ def rollback(workspace: Path | str, model_id: str, ports: Ports,
 
 def wait(workspace: Path | str, model_id: str, progress: Callable[[str], None] = print,
          poll_s: float = 0.5, timeout_s: float | None = None,
-         until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+         until: Callable[[dict[str, Any]], bool] | None = None,
+         ports: Ports | None = None) -> dict[str, Any]:
     """Follow the rollout from its files, printing each new decision, until it ends (or ``until``).
 
+    A controller that stops beating is said once; with ``ports`` (and Ray connected) it is
+    handed to a new controller (``supervise``), up to ``MAX_REVIVALS`` times.
+
     Raises:
-        BackendError: ``timeout_s`` passed first; the rollout goes on in the background.
+        BackendError: ``timeout_s`` passed first (the rollout goes on in the background), or the
+            controller kept stalling after ``MAX_REVIVALS`` new ones.
     """
     seen, deadline = 0, None if timeout_s is None else time.monotonic() + timeout_s
+    revivals, said = 0, None
     while True:
         s = status(workspace, model_id)
         for line in s["timeline"][seen:]:
@@ -229,6 +177,18 @@ def wait(workspace: Path | str, model_id: str, progress: Callable[[str], None] =
         ended = s["status"] in TERMINAL and s["weights"]["live"]  # its last update is live
         if ended or s["status"] == "none" or (until and until(s)):
             return s
+        stall = (s.get("controller") or {}).get("stalled")
+        if stall and ports is not None:
+            if revivals >= MAX_REVIVALS:
+                raise BackendError(
+                    f"the rollout controller of {model_id!r} stalled again after {revivals} new "
+                    f"ones: {stall}. Traffic stays as the saved state says (candidate weight "
+                    f"{s['weights']['candidate_weight']}%); see `loom rollout status "
+                    "recipe=NAME`, or end it with `loom rollout abort recipe=NAME`.")
+            revivals += supervise(workspace, model_id, ports) is not None  # audited: the timeline says it
+        elif stall and said != s["updated_at"]:
+            said = s["updated_at"]
+            progress(f"rollout {model_id}: controller stalled: {stall}")
         if deadline is not None and time.monotonic() > deadline:
             raise BackendError(
                 f"rollout of {model_id!r} is still {s['status']} after {timeout_s:g} s; it goes on "
@@ -239,13 +199,15 @@ def wait(workspace: Path | str, model_id: str, progress: Callable[[str], None] =
 
 def _run_command(workspace: Path | str, model_id: str, ports: Ports, name: str,
                  reason: str) -> dict[str, Any]:
-    import ray
-    from ray.exceptions import RayActorError, RayTaskError
-
     from ray.exceptions import RayActorError
 
     _require_ray()
     handle = _get_actor(model_id)
+    saved = StateStore(workspace, model_id).load()
+    stall = stalled(saved, time.time()) if saved is not None else None
+    if handle is not None and stall:  # it would never answer: decide here instead
+        _stop_actor(model_id)
+        handle = None
     if handle is not None:
         try:
             _call(handle.command.remote(name, reason), model_id, actor_errors=False)
@@ -255,8 +217,10 @@ def _run_command(workspace: Path | str, model_id: str, ports: Ports, name: str,
             if st is not None and not st.running and st.reason == reason:
                 return status(workspace, model_id)
     # No live controller: the same state machine decides in this process.
-    ctl = RolloutController.resume(StateStore(workspace, model_id), **ports())
-    _command(ctl, name, reason)
+    why = f"the controller stalled ({stall}); this {name} command decides in its place" \
+        if stall else ""
+    ctl = RolloutController.resume(StateStore(workspace, model_id), why=why, **ports())
+    apply_command(ctl, name, reason)
     return status(workspace, model_id)
 
 
@@ -270,17 +234,21 @@ def _call(ref: Any, model_id: str, actor_errors: bool = True) -> Any:
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
+    from framework.backends.model_registry.tracking import redact_uri
+
     try:
         return ray.get(ref)
     except RayTaskError as exc:
         if isinstance(exc.cause, LoomError):
             raise exc.cause from None
-        raise BackendError(f"rollout controller of {model_id!r} failed: {exc.cause}") from exc
+        raise BackendError(redact_uri(
+            f"rollout controller of {model_id!r} failed: {exc.cause}")) from exc
     except RayActorError as exc:
         if not actor_errors:
             raise
-        raise BackendError(f"the rollout controller of {model_id!r} died before it answered: "
-                           f"{exc}. See `loom rollout status recipe=NAME`.") from exc
+        raise BackendError(redact_uri(
+            f"the rollout controller of {model_id!r} died before it answered: {exc}. See "
+            "`loom rollout status recipe=NAME`.")) from exc
 
 
 def _launch(workspace: Path | str, model_id: str, ports: Ports, poll_s: float,
@@ -289,7 +257,7 @@ def _launch(workspace: Path | str, model_id: str, ports: Ports, poll_s: float,
 
     cls = ray.remote(ControllerRunner)
     return cls.options(name=actor_name(model_id), namespace=NAMESPACE, lifetime="detached",
-                       num_cpus=ACTOR_CPU, max_restarts=3, max_concurrency=4).remote(
+                       num_cpus=ACTOR_CPU, max_restarts=-1, max_concurrency=4).remote(
         str(Path(workspace).resolve()), model_id, ports, poll_s, sample_lag_s)
 
 

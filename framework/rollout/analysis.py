@@ -1,4 +1,9 @@
-"""Judge one analysis window (one interval, or quiet intervals accumulated) against stable."""
+"""Judge one analysis window (one interval, or quiet intervals accumulated) against stable.
+
+A sample is one request (``framework/serving/stats.py``): error rate, latency and
+``min_requests`` count requests, so a failing 50-row batch weighs as much as a failing single
+request; PSI and agreement compare scores, so they read every instance of every request.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from framework.serving.stats import sample_scores
 from framework.spec.rollout import Analysis
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -41,6 +47,7 @@ class AnalysisResult:
     agreement: float | None
     n_pairs: int
     baseline: str
+    candidate_instances: int = 0  # instances in the candidate's requests (a batch holds many)
     intervals: int = 1  # more than 1: the quiet intervals before this one were accumulated
 
     @property
@@ -103,7 +110,7 @@ def _bin_edges(ref: np.ndarray, act: np.ndarray) -> np.ndarray:
 def split_roles(
     samples: Iterable[dict[str, Any]], candidate_version: str, stable_version: str, role: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(candidate samples of ``role``, stable samples), each filtered by its version."""
+    """(candidate requests of ``role``, stable requests), each filtered by its version."""
     cand, stable = [], []
     for s in samples:
         if s.get("role") == role and str(s.get("version")) == candidate_version:
@@ -127,8 +134,9 @@ def analyse(
     """Compare one window's candidate samples against the stable ones.
 
     Args:
-        candidate: samples answered (or shadowed) by the candidate version in the window.
-        stable: samples answered by the stable version in the same window.
+        candidate: requests answered (or shadowed) by the candidate version in the window, one
+            sample each whatever its batch size.
+        stable: requests answered by the stable version in the same window.
         limits: the recipe's ``rollout.analysis`` thresholds.
         window: (start, end) epoch seconds, recorded in the result.
         candidate_version: the version judged, recorded in the result.
@@ -140,7 +148,7 @@ def analyse(
             intervals were accumulated), recorded in the result and named in its reason.
 
     Returns:
-        An AnalysisResult: "inconclusive" below ``min_requests`` candidate samples, else "fail" when
+        An AnalysisResult: "inconclusive" below ``min_requests`` candidate requests, else "fail" when
         any threshold is broken (the reason lists each), else "pass".
     """
     ref, source = _reference(stable, baseline, limits.min_requests)
@@ -185,6 +193,7 @@ def _numbers(
         ratio = max(c_p99, LATENCY_FLOOR_MS) / max(r_p99, LATENCY_FLOOR_MS)
     agreement, pairs = _agreement(cand, stable)
     return {
+        "candidate_instances": sum(int(s.get("instances", 1)) for s in cand),
         "candidate_errors": errors,
         "error_rate": errors / len(cand) if cand else None,
         "stable_error_rate": _error_rate(stable),
@@ -203,7 +212,9 @@ def _error_rate(samples: list[dict[str, Any]]) -> float | None:
 
 
 def _scores(samples: list[dict[str, Any]]) -> list[float]:
-    return [float(s["score"]) for s in samples if s.get("ok", True) and s.get("score") is not None]
+    """Every instance's score of the answered requests."""
+    return [float(v) for s in samples if s.get("ok", True)
+            for v in sample_scores(s) if v is not None]
 
 
 def _agreement(
@@ -211,17 +222,20 @@ def _agreement(
 ) -> tuple[float | None, int]:
     """Share of paired answers on the same side of 0.5 (shadow samples pair with stable ones).
 
-    A shadow sample pairs with the stable answer to the same request: through its own
-    ``stable_score`` key, or through a ``request_id`` both samples carry.
+    A shadow sample pairs each instance with the stable answer to it: through its own
+    ``stable_score`` / ``stable_scores``, or through a ``request_id`` both samples carry.
     """
-    by_id = {s["request_id"]: s.get("score") for s in stable if s.get("request_id") is not None}
+    by_id = {s["request_id"]: s for s in stable if s.get("request_id") is not None}
     pairs = []
     for s in cand:
-        other = s.get("stable_score")
-        if other is None:
-            other = by_id.get(s.get("request_id"))
-        if s.get("ok", True) and s.get("score") is not None and other is not None:
-            pairs.append((float(s["score"]) >= 0.5) == (float(other) >= 0.5))
+        if not s.get("ok", True):
+            continue
+        others = sample_scores(s, "stable_score")
+        if all(o is None for o in others) and s.get("request_id") in by_id:
+            others = sample_scores(by_id[s["request_id"]])
+        for mine, other in zip(sample_scores(s), others):
+            if mine is not None and other is not None:
+                pairs.append((float(mine) >= 0.5) == (float(other) >= 0.5))
     return (sum(pairs) / len(pairs) if pairs else None), len(pairs)
 
 

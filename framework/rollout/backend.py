@@ -126,8 +126,10 @@ class RolloutBackend:
 
         spec = RolloutSpec.from_dict(store.require().spec)
         index = spec.step_index(step.address)
+        # With the ports, a controller that stops beating meanwhile is handed to a new one.
         final = actor.wait(ctx.workspace, ctx.recipe.app_name, ctx.progress, self.poll_s,
-                           self.timeout_s, until=lambda s: _passed(s, index))
+                           self.timeout_s, until=lambda s: _passed(s, index),
+                           ports=self._ports(ctx))
         if final["status"] == "rolled_back":
             # The controller tags the version too, just after its rollback is live; tagging here
             # as well means the version is marked rejected before this command returns.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any, Callable
 
@@ -9,6 +10,7 @@ from framework.errors import BackendError, StateError
 from framework.rollout.analysis import AnalysisResult, analyse, split_roles
 from framework.rollout.desired import DesiredTraffic, Superseded
 from framework.rollout.guard import live_slots, retire_running
+from framework.rollout.health import HEARTBEAT_S
 from framework.rollout.phases import Phase, RolloutSpec
 from framework.rollout.ports import Clock, Promoter, SampleSource, TrafficSetter
 from framework.rollout.state import KEEP_ANALYSES, RolloutState, StateStore
@@ -33,6 +35,10 @@ class RolloutController(DesiredTraffic):
     samples are kept (``state.accumulation`` says since when): the next judgement covers the
     quiet intervals in a row plus the new one, and comes as soon as they hold ``min_requests``
     together, within the interval if need be. ``max_inconclusive`` quiet intervals roll back.
+
+    A tick that fails is audited and retried; the controller then goes on from the saved state
+    (a decision half made in memory is made again), and ``state.problem`` says what fails. A
+    running controller writes its state at least every ``HEARTBEAT_S``: its heartbeat.
     """
 
     def __init__(
@@ -80,14 +86,18 @@ class RolloutController(DesiredTraffic):
         return ctl
 
     @classmethod
-    def resume(cls, store: StateStore, **deps: Any) -> "RolloutController":
-        """A controller for the saved rollout; re-applies its desired config if it is running."""
+    def resume(cls, store: StateStore, why: str = "", **deps: Any) -> "RolloutController":
+        """A controller for the saved rollout; re-applies its desired config if it is running.
+
+        ``why``: what happened to the controller before (said in the audit line).
+        """
         state = store.require()
         ctl = cls(store, state, **deps)
         if state.running:
             state.applied = False  # the dead controller may have died between save and set
             ctl._audit("resumed", phase=ctl.phase.address, reason=(
-                f"controller took over at {ctl.phase.address} with {state.failures} failed "
+                (f"{why}; " if why else "")
+                + f"controller took over at {ctl.phase.address} with {state.failures} failed "
                 "analyses so far; its desired weights are made live again"))
             ctl._reconcile()
         return ctl
@@ -126,15 +136,55 @@ class RolloutController(DesiredTraffic):
         """
         try:
             self.tick()
+            self._healthy()
         except Superseded:
             raise
         except Exception as exc:  # an engine hiccup must not kill the controller; retry later
-            self._errors += 1
-            self._audit("error", error=f"{exc.__class__.__name__}: {exc}"[:2000],
-                        consecutive=self._errors)
+            self._failed(exc)
             return False
-        self._errors = 0
         return self._due() or not self.state.applied
+
+    def _healthy(self) -> None:
+        """After a good tick: the problem is over; beat if nothing was written for a while."""
+        self._errors = 0
+        if self.state.problem is not None:
+            self.state.problem = None  # the audit log keeps the errors
+            self._save()
+        elif self.state.running and self.clock.now() - self.state.updated_at >= HEARTBEAT_S:
+            self._save()
+
+    def _failed(self, exc: Exception) -> None:
+        """Audit a failed tick, go back to the saved state and note the problem there.
+
+        Nothing here raises: with the audit log unwritable too, the problem is noted in the
+        state alone, and no decision is taken (each is audited before it acts) until it can be.
+        """
+        from framework.backends.model_registry.tracking import redact_uri
+
+        self._errors += 1
+        error = f"{exc.__class__.__name__}: {exc}"
+        if exc.__cause__ is not None:  # what the engine said, when a Loom error wraps it
+            error += f" (from {exc.__cause__.__class__.__name__}: {exc.__cause__})"
+        error = redact_uri(error)[:2000]
+        try:
+            self._audit("error", error=error, consecutive=self._errors)
+        except Exception as audit_exc:
+            error += (f"; the audit log could not be written either ({audit_exc.__class__.__name__}"
+                      f": {redact_uri(str(audit_exc))[:500]}), so no decision is taken until it can")
+        self._recover()
+        since = (self.state.problem or {}).get("since", self.clock.now())
+        self.state.problem = {"since": since, "error": error, "consecutive": self._errors}
+        with contextlib.suppress(Exception):  # the state may be unwritable as well: retry later
+            self._save()
+
+    def _recover(self) -> None:
+        """Go on from the saved state: a decision that failed half-way is taken again, whole."""
+        try:
+            saved = self.store.load()
+        except Exception:  # unreadable for now: keep what is in memory
+            return
+        if saved is not None and saved.rollout_id == self.state.rollout_id:
+            self.state = saved
 
     def tick(self) -> RolloutState:
         """Apply any pending config, then judge the current window if it is due.

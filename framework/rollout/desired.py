@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from framework.rollout.ports import Clock, TrafficSetter
-from framework.rollout.state import RolloutState, StateStore
+from framework.rollout.state import RolloutState, StateStore, audit_record
 from framework.serving.control import Slots, SlotSpec, UserConfig, same
 
 
@@ -116,8 +116,4 @@ class DesiredTraffic:
         self.store.save(st)
 
     def _audit(self, event: str, **fields: Any) -> None:
-        st = self.state
-        self.store.audit({"ts": self.clock.now(), "event": event, "rollout_id": st.rollout_id,
-                          "model_id": st.model_id, "status": st.status,
-                          "candidate_version": st.candidate_version,
-                          "stable_version": st.stable_version, "failures": st.failures, **fields})
+        self.store.audit(audit_record(self.state, self.clock.now(), event, **fields))

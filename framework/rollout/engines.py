@@ -101,15 +101,18 @@ class RegistryPromoter:
         return client_for(self.tracking_uri)
 
     def _call(self, what: str, version: str, fn: Any) -> None:
+        from framework.backends.model_registry.tracking import redact_uri
+
         try:
             fn(self._client())
         except BackendError:
             raise
         except Exception as exc:  # MlflowException, sqlite errors
-            raise BackendError(
+            # The URI may hold credentials, and so may the engine's own message about it.
+            raise BackendError(redact_uri(
                 f"MLflow at {self.tracking_uri}: could not {what} {self.model_name} version "
                 f"{version}: {exc}. Check registry.tracking_uri and `loom registry list recipe=NAME`."
-            ) from exc
+            )) from exc
 
 
 def real_ports(model_id: str, promoter: Any) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class FakeServing:
         score = min(1.0, max(0.0, base + b.score_shift)) if ok else None
         latency = b.latency_ms * (0.8 + 0.4 * rng.random())
         return {"ts": ts, "version": str(slot["version"]), "role": role, "ok": ok,
-                "latency_ms": latency, "score": score, "request_id": i}
+                "latency_ms": latency, "instances": 1, "score": score, "request_id": i}
 
 
 class FakePromoter:

@@ -49,8 +49,13 @@ class RolloutState:
     user_config: dict[str, Any] | None = None
     applied: bool = False
     reason: str = ""
+    #: When the controller last wrote this state. A running controller writes it at least every
+    #: ``health.HEARTBEAT_S``, so it is also the controller's heartbeat.
     updated_at: float = 0.0
     finished_at: float | None = None
+    #: What keeps the controller from going on, while it retries: ``since``, ``error`` (text)
+    #: and ``consecutive`` failed ticks. None while its ticks succeed.
+    problem: dict[str, Any] | None = None
     analyses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -114,15 +119,32 @@ class StateStore:
             doc["rollouts"][self.model_id] = state.to_dict()
 
     def audit(self, record: dict[str, Any]) -> None:
-        """Append one decision to the audit log as a JSON line."""
+        """Append one decision to the audit log as a JSON line, on disk before this returns.
+
+        Credentials in URIs (a tracking URI in an error text) are redacted first.
+
+        Raises:
+            OSError: the line could not be written (the caller's decision waits for it).
+        """
+        from framework.backends.model_registry.tracking import redact_uri
+
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        clean = {k: redact_uri(v) if isinstance(v, str) else v for k, v in record.items()}
+        line = json.dumps(clean, sort_keys=True, default=str) + "\n"
+        created = not self.audit_path.exists()
         # One write() of a line to an O_APPEND file lands whole even with another appender.
         fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())
+            _sync(fd)  # a decision is logged before traffic moves: the line must survive a crash
         finally:
             os.close(fd)
+        if created:  # the new file's name must survive a crash too
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def read_audit(self, rollout_id: str | None = None) -> list[dict[str, Any]]:
         """Audit records in order, optionally only one rollout's; a torn last line is skipped."""
@@ -150,3 +172,15 @@ class StateStore:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _sync(fd: int) -> None:
+    """fdatasync where there is one: the data and the size, not the times (cheaper than fsync)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def audit_record(state: RolloutState, ts: float, event: str, **fields: Any) -> dict[str, Any]:
+    """One audit line about ``state``: when, what, and the rollout it belongs to."""
+    return {"ts": ts, "event": event, "rollout_id": state.rollout_id, "model_id": state.model_id,
+            "status": state.status, "candidate_version": state.candidate_version,
+            "stable_version": state.stable_version, "failures": state.failures, **fields}

@@ -6,27 +6,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.rollout import health
 from framework.rollout.phases import RolloutSpec
 from framework.rollout.state import StateStore
 
 #: Audit events shown in the timeline ("traffic" lines repeat what "step" says).
 TIMELINE_EVENTS = ("start", "step", "analysis", "promoted", "rolled_back", "aborted", "superseded",
-                   "resumed", "error", "promote_error", "tag_error")
+                   "resumed", "error", "promote_error", "tag_error", "controller_restarted",
+                   "controller_hung", "controller_revived")
 
 
-def status(workspace: Path | str, model_id: str, last: int = 3) -> dict[str, Any]:
+def status(workspace: Path | str, model_id: str, last: int = 3,
+           now: float | None = None) -> dict[str, Any]:
     """The rollout of ``model_id`` as a JSON-able dict; works without Ray (reads the workspace).
 
     Args:
         workspace: the Loom workspace directory (``env.workspace_dir``).
         model_id: the model (``recipe.model_id``).
         last: how many of the latest analyses to include in full.
+        now: the time the controller's heartbeat is judged at (default: the clock's).
 
     Returns:
         ``{"status": "none"}`` when the model never rolled out; else the status (running, promoted,
         rolled_back, aborted, superseded), why, the current phase, the live weights, failures, the
         requests gathered so far while quiet intervals accumulate (``accumulation``, else None),
-        the last analyses and a timeline of every decision of this rollout.
+        the last analyses, the controller's health (``controller``: its heartbeat, whether it
+        is stalled, and the problem it retries on, if any) and a timeline of every decision of
+        this rollout.
     """
     store = StateStore(workspace, model_id)
     st = store.load()
@@ -47,6 +53,7 @@ def status(workspace: Path | str, model_id: str, last: int = 3) -> dict[str, Any
         "failures": st.failures, "failure_limit": spec.failure_limit,
         "accumulation": _accumulation(st.accumulation, spec, index) if st.running else None,
         "started_at": st.started_at, "finished_at": st.finished_at, "updated_at": st.updated_at,
+        "controller": health.report(st, time.time() if now is None else now),
         "last_analyses": st.analyses[-last:],
         "timeline": [_line(r) for r in store.read_audit(st.rollout_id)
                      if r.get("event") in TIMELINE_EVENTS],
@@ -98,6 +105,9 @@ def format_status(s: dict[str, Any]) -> str:
             f"  analysis  {acc['n_candidate']} of {acc['min_requests']} {acc['role']} requests so "
             f"far ({acc['intervals']} interval{'' if acc['intervals'] == 1 else 's'}); "
             f"{acc['needed']} more needed")
+    trouble = health.describe(s.get("controller") or {})
+    if trouble:
+        lines.append(f"  controller {trouble}")
     lines.append("  timeline")
     t0 = s["started_at"]
     lines += [f"    +{r['ts'] - t0:7.1f}s  {r['event']:<12} {r['text']}" for r in s["timeline"]]

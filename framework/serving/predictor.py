@@ -244,13 +244,12 @@ class Predictor:
         latency = (time.perf_counter() - started) * 1000
         if raw is None:
             if record:
-                self.stats.record(slot.version, role, False, latency, None)
+                self.stats.record(slot.version, role, False, latency, instances=len(rows))
             return None
         out = [self._model_answer(r, slot) for r in raw]
         scores = [ans.pop("_score") for ans in out]
-        if record:
-            for score in scores:
-                self.stats.record(slot.version, role, True, latency, score)
+        if record:  # one sample per request: a batch is one request of len(rows) instances
+            self.stats.record(slot.version, role, True, latency, scores, instances=len(rows))
         return out, scores
 
     def _vectors(self, slot: Slot, rows: list[dict[str, Any]]) -> list[list[float]]:
@@ -294,13 +293,12 @@ class Predictor:
         raw = await self._call_model(candidate, rows)
         latency = (time.perf_counter() - t0) * 1000
         if raw is None:
-            self.stats.record(candidate.version, "shadow", False, latency, None)
+            self.stats.record(candidate.version, "shadow", False, latency, instances=len(rows))
             return
-        paired = stable_scores or [None] * len(raw)
         labeler = (candidate.codec or self._app_codec).labeler
-        for r, stable_score in zip(raw, paired):
-            self.stats.record(candidate.version, "shadow", True, latency,
-                              labeler.answer(r)["score"], stable_score)
+        self.stats.record(candidate.version, "shadow", True, latency,
+                          [labeler.answer(r)["score"] for r in raw], stable_scores,
+                          instances=len(rows))
 
     async def _fallback(self, role, table, rows) -> list[dict[str, Any]]:
         for level in self.chain:

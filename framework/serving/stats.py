@@ -1,8 +1,14 @@
 """Per-request samples: recorded in replicas, shipped about once a second to a stats actor per model.
 
 The actor is named ``loom-stats-<model_id>`` in namespace ``loom`` (detached, so it outlives the
-driver). The rollout controller reads windows of samples with ``read_window``. Each sample is
-``{"ts", "version", "role", "ok", "latency_ms", "score"}``. Recording never blocks or fails a request.
+driver). The rollout controller reads windows of samples with ``read_window``. Recording never
+blocks or fails a request.
+
+A sample is one request, whatever its batch size, so error rates and latencies count requests:
+``{"ts", "version", "role", "ok", "latency_ms", "instances", "score"}``. ``instances`` is the
+request's instance count; ``score`` is the answer's score for a one-instance request, else None,
+and a successful batch carries every instance's score in ``scores`` (``sample_scores`` reads
+either). A shadow sample also carries the stable answers' ``stable_score`` / ``stable_scores``.
 """
 
 from __future__ import annotations
@@ -11,12 +17,23 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable, Sequence
 
 NAMESPACE = "loom"
 CAPACITY = 200_000
 FLUSH_INTERVAL_S = 1.0
 logger = logging.getLogger("loom.serving")
+
+
+def sample_scores(sample: dict[str, Any], key: str = "score") -> list[float | None]:
+    """The scores of a sample's instances (``key="stable_score"``: the stable ones it is paired with).
+
+    One score for a one-instance request (None when it failed), every instance's for a batch.
+    """
+    many = sample.get(key + "s")
+    if many is not None:
+        return list(many)
+    return [sample.get(key)]
 
 
 def actor_name(model_id: str) -> str:
@@ -83,27 +100,47 @@ def drop_stats(model_id: str) -> None:
 
 
 class StatsRecorder:
-    """Buffers samples in a replica and ships them in batches from a background task."""
+    """Buffers samples in a replica and ships them in batches from a background task.
 
-    def __init__(self, model_id: str, enabled: bool = True, max_buffer: int = 50_000) -> None:
+    ``clock``: the time stamp of each sample (tests pass a fake clock's ``now``).
+    """
+
+    def __init__(self, model_id: str, enabled: bool = True, max_buffer: int = 50_000,
+                 clock: Callable[[], float] = time.time) -> None:
         self.model_id = model_id
         self.enabled = enabled
+        self.clock = clock
         self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self._task: asyncio.Task | None = None
         self._actor: Any = None
 
     def record(self, version: str, role: str, ok: bool, latency_ms: float,
-               score: float | None, stable_score: float | None = None) -> None:
-        """Queue one sample; O(1), never raises into the request.
+               scores: Sequence[float] = (), stable_scores: Sequence[float | None] | None = None,
+               instances: int = 1) -> None:
+        """Queue one request's sample; never raises into the request.
 
-        ``stable_score``: for a shadow sample, the stable model's score for the same request.
+        Args:
+            version, role: the version that answered and its role (stable, candidate, shadow).
+            ok: whether the model answered; a failed request is one failure, whatever its size.
+            latency_ms: the request's latency.
+            scores: the answers' scores, one per instance (empty when the request failed).
+            stable_scores: for a shadow sample, the stable model's scores for the same instances
+                (None when the stable model did not answer).
+            instances: how many instances the request held.
         """
-        if self.enabled:
-            sample = {"ts": time.time(), "version": version, "role": role, "ok": ok,
-                      "latency_ms": latency_ms, "score": score}
-            if stable_score is not None:
-                sample["stable_score"] = stable_score
-            self._buffer.append(sample)
+        if not self.enabled:
+            return
+        sample: dict[str, Any] = {"ts": self.clock(), "version": version, "role": role, "ok": ok,
+                                  "latency_ms": latency_ms, "instances": instances, "score": None}
+        if instances == 1 and len(scores) == 1:
+            sample["score"] = scores[0]
+            if stable_scores and stable_scores[0] is not None:
+                sample["stable_score"] = stable_scores[0]
+        elif scores:
+            sample["scores"] = list(scores)
+            if stable_scores is not None:
+                sample["stable_scores"] = list(stable_scores)
+        self._buffer.append(sample)
 
     def start(self) -> None:
         """Start the shipping loop on the running event loop (idempotent)."""

@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-key-0123456789"
-SAMPLE_KEYS = {"ts": float, "version": str, "role": str, "ok": bool, "latency_ms": float}
+#: One sample per request: its instance count is data (``framework/serving/stats.py``).
+SAMPLE_KEYS = {"ts": float, "version": str, "role": str, "ok": bool, "latency_ms": float,
+               "instances": int}
 
 
 class FakeHarness:

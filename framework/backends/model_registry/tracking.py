@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,29 @@ TAG_FINGERPRINT = "loom.fingerprint"
 TAG_ADDRESS = "loom.address"
 TAG_GATES = "loom.gates_fingerprint"
 TAG_MODEL_URI = "loom.model_uri"
+
+#: What stands in for a redacted credential.
+REDACTED = "***"
+# ``scheme://user:password@`` (also ``scheme://token@``): everything up to the authority's last
+# '@' is credentials, even an '@' the user forgot to percent-encode.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s]*@")
+# Query parameters whose name says they carry a secret (``?token=``, ``&X-Amz-Signature=``).
+_SECRET_PARAM_RE = re.compile(
+    r"(?i)([?&;][^=&#\s]*(?:token|passw|pwd|secret|key|sig|auth|credential|session)[^=&#\s]*=)"
+    r"[^&#\s]*")
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the credentials of every URI in it replaced by ``***``.
+
+    Works on a bare URI (``https://user:pass@host`` → ``https://***@host``) and on any text that
+    holds URIs (an exception's message), so error messages and audit lines can pass through it
+    whole. Query parameters named like a secret keep their name: ``?token=***``.
+    """
+    if "://" not in text and "=" not in text:
+        return text  # the common case, without a regex
+    text = _USERINFO_RE.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _SECRET_PARAM_RE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def tracking_uri(recipe: "Recipe", workspace: Path) -> str:
@@ -62,7 +86,8 @@ def client_for(uri: str) -> "MlflowClient":
 def _check_sqlite_support(uri: str) -> None:
     if importlib.util.find_spec("alembic") is None:
         raise BackendError(
-            f"registry.tracking_uri: the SQLite MLflow store ({uri}) needs the 'alembic' package, "
+            f"registry.tracking_uri: the SQLite MLflow store ({redact_uri(uri)}) needs the "
+            "'alembic' package, "
             "which mlflow-skinny does not install. Install it (pip install alembic) or set "
             "registry.tracking_uri to an MLflow server (http://host:5000)."
         )
