@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from framework.errors import CompositionError, Problem, RecipeError
-from framework.loading import hostile, provenance, sweeps
+from framework.loading import bounds, hostile, provenance, sweeps
 from framework.loading.fastyaml import libyaml_loader
 from framework.loading.paths import SearchPath, display, resolve_recipe, template_dirs
 from framework.spec import Recipe, run_checks
@@ -50,6 +50,12 @@ def _parse_overrides(overrides: list[str]) -> list[Any]:
     parser = OverridesParser.create()
     parsed, problems = [], []
     for text in overrides:
+        if bounds.nesting_depth(text) > bounds.MAX_DEPTH:
+            problems.append(Problem(path=text.split("=", 1)[0].lstrip("+~"), file=provenance.COMMAND_LINE,
+                                    message=f"This override nests brackets more than {bounds.MAX_DEPTH} "
+                                            "deep; that is the limit.",
+                                    hint="Flatten the value: recipes need only a few levels."))
+            continue
         try:
             parsed.extend(parser.parse_overrides([text]))
         except OverrideParseException as exc:
@@ -60,6 +66,23 @@ def _parse_overrides(overrides: list[str]) -> list[Any]:
     if problems:
         raise CompositionError(problems, title="Cannot compose the recipe")
     return parsed
+
+
+def _escaping_choice(ov: Any, text: str, search: SearchPath) -> Problem | None:
+    """A Problem when a template choice such as ``serving=../../x`` names a file outside the search path."""
+    key = ov.key_or_group.lstrip("+~")
+    group = "/" in key or ("." not in key and any((d / key).is_dir() for d in search.dirs))
+    values = ov.value() if isinstance(ov.value(), list) else [ov.value()]
+    if not group or not (bounds.leaves_search_path(key.lstrip("/"))
+                         or any(isinstance(v, str) and bounds.leaves_search_path(v) for v in values)):
+        return None
+    group_dir = key.strip("/")
+    options = sorted({p.stem for d in search.dirs for p in (d / group_dir).glob("*.yaml")}) \
+        if not bounds.leaves_search_path(group_dir) else []
+    return Problem(path=key, file=provenance.COMMAND_LINE, value=text, has_value=True,
+                   message="A template choice may not leave the template folders: '..' and absolute "
+                           "paths are refused.",
+                   hint=f"Name an option of the group. {did_you_mean('', options)}")
 
 
 def shadow_warnings(search: SearchPath) -> list[str]:
@@ -79,6 +102,8 @@ def shadow_warnings(search: SearchPath) -> list[str]:
 
 def _hydra_problem(exc: Exception, recipe_file: Path, search: SearchPath) -> Problem:
     """A Hydra or YAML failure as a Problem: unknown option, bad key override, unreadable YAML."""
+    if isinstance(exc, bounds.LimitError):
+        return exc.problem_at(display)
     text = str(exc)
     missing = re.search(r"Could not find '([^']+)'", text)
     if missing:
@@ -156,6 +181,9 @@ def load_recipe(args: list[str], templates: list[str] | tuple[str, ...] = (),
     recipe_file = resolve_recipe(name, project_dir)
     search = SearchPath(recipe_file, template_dirs(project_dir, templates))
     parsed = _parse_overrides(overrides)
+    escapes = [p for ov, text in zip(parsed, overrides) if (p := _escaping_choice(ov, text, search))]
+    if escapes:
+        raise CompositionError(escapes, title="Cannot compose the recipe")
     sweep_dims, sweep_problems, plain = {}, [], []
     for ov, text in zip(parsed, overrides):
         if ov.is_sweep_override():

@@ -5,7 +5,9 @@ recipe, its templates and Hydra's own config files that way is a fifth of a comp
 keeps OmegaConf's rules exactly (its implicit resolvers: YAML 1.2-style floats, no timestamps; its
 constructors; duplicate keys refused) on ``yaml.CSafeLoader``, built once. ``libyaml_loader()``
 swaps it in for the duration of a compose only, so a program that imports Loom keeps OmegaConf as
-it was. Without LibYAML it changes nothing.
+it was. Without LibYAML it swaps in OmegaConf's own loader. Either way the loader is bounded
+(``bounds.py``): alias bombs, runaway nesting and defaults entries that leave the search path are
+refused before OmegaConf builds anything.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
+
+from framework.loading.bounds import BoundedLoading, bounded
 
 
 def _construct_mapping(self: Any, node: Any, deep: bool = False) -> Any:
@@ -40,22 +44,27 @@ def fast_loader() -> Any:
     if not getattr(yaml, "__with_libyaml__", False):
         return None
     reference = _utils.get_yaml_loader()
-    return type("LoomOmegaConfLoader", (yaml.CSafeLoader,), {
+    return type("LoomOmegaConfLoader", (BoundedLoading, yaml.CSafeLoader), {
         "construct_mapping": _construct_mapping,
         "yaml_implicit_resolvers": dict(reference.yaml_implicit_resolvers),
         "yaml_constructors": dict(reference.yaml_constructors),
     })
 
 
+@functools.lru_cache(maxsize=1)
+def compose_loader() -> Any:
+    """The loader used while composing: ``fast_loader()``, else OmegaConf's own, bounded either way."""
+    from omegaconf import _utils
+
+    return fast_loader() or bounded(_utils.get_yaml_loader())
+
+
 @contextlib.contextmanager
 def libyaml_loader() -> Iterator[None]:
-    """OmegaConf loads YAML with ``fast_loader()`` inside the block (as before outside it)."""
+    """OmegaConf loads YAML with ``compose_loader()`` inside the block (as before outside it)."""
     from omegaconf import _utils, basecontainer
 
-    loader = fast_loader()
-    if loader is None:
-        yield
-        return
+    loader = compose_loader()
     original = _utils.get_yaml_loader
     _utils.get_yaml_loader = basecontainer.get_yaml_loader = lambda: loader
     try:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from framework.loading import bounds
 from framework.loading.paths import display
 
 COMMAND_LINE = "command line"
@@ -71,13 +72,10 @@ def self_last(recipe_file: Path) -> bool:
     return "_self_" not in defaults or defaults.index("_self_") == len(defaults) - 1
 
 
-#: libyaml's loader when present: several times faster than the pure-Python one.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _load(path: Path) -> Any:
+    # libyaml's safe loader when present (several times faster), with Loom's limits on aliases and depth.
     with open(path, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_SAFE_LOADER) or {}  # noqa: S506 - a safe loader
+        return yaml.load(fh, Loader=bounds.safe_loader()) or {}  # noqa: S506 - a safe loader
 
 
 def build(defaults: list[tuple[str, str]], search_dirs: tuple[Path, ...], recipe_file: Path,

@@ -263,6 +263,29 @@ def check_auth_keys(r: Recipe) -> list[Problem]:
     return problems
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress  # only when auth is off: validate stays fast
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
+
+
+def check_unauthenticated_listener(r: Recipe) -> list[Problem]:
+    """With auth off, the HTTP listener is on loopback unless the recipe explicitly accepts the exposure."""
+    auth, http = r.serving.auth, r.serving.http
+    if auth.enabled or http.allow_unauthenticated or _is_loopback(http.host):
+        return []
+    return [_problem("serving.http.host", http.host,
+                     "Auth is off (serving.auth.enabled: false) and the listener is not on loopback: anyone "
+                     f"who can reach {http.host}:{http.port} could call the models without a key.",
+                     "Turn auth on with an API key, listen on 127.0.0.1, or set "
+                     "serving.http.allow_unauthenticated: true to accept this.")]
+
+
 CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_view_sources,
     check_view_entities,
@@ -281,6 +304,7 @@ CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_autoscaling,
     check_ports,
     check_auth_keys,
+    check_unauthenticated_listener,
 )
 
 

@@ -127,6 +127,11 @@ class Http(Spec):
 
     host: str = Field(default="127.0.0.1", description="Bind address; 0.0.0.0 exposes it to the network.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Accept serving.auth.enabled: false on a host other than loopback, i.e. let anyone "
+        "who can reach host:port call the models without a key. Off: that combination is refused.",
+    )
 
 
 class Serving(Spec):

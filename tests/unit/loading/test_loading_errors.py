@@ -68,6 +68,17 @@ CASES = [
     ("workers-zero", ["training.scaling.num_workers=0"], ["greater than or equal to 1"], "training.scaling.num_workers"),
     ("sweep-empty-range", ["training.model.params.max_depth=range(5,2)"], ["needs start < stop"], "training.model.params.max_depth"),
     ("sweep-glob", ["training.model.params.max_depth=glob(*)"], ["not a search dimension"], "training.model.params.max_depth"),
+    ("resolver-name-built", ["+training.model.params.k=oc.env", "description='${${training.model.params.k}:HOME}'"], ["A resolver name cannot be built by interpolation"], "description"),
+    ("resolver-name-part-built", ["description='${oc.${name}:HOME}'"], ["A resolver name cannot be built by interpolation"], "description"),
+    ("reference-key-built", ["description='${${name}}'"], ["A reference's key cannot be built by interpolation"], "description"),
+    ("env-var-name-built", ["env.ray_address='${oc.env:${name}}'"], ["variable name in ${oc.env:...} cannot be built"], "env.ray_address"),
+    ("env-field-copied", ["description=${registry.tracking_uri}"], ["copies registry.tracking_uri (an environment-driven field) into description", "may not copy"], "description"),
+    ("secret-copied", ["owner=${serving.auth.api_keys.0.key}"], ["copies serving.auth.api_keys[0].key (a secret) into owner"], "owner"),
+    ("env-section-copied", ["description=${env}"], ["copies env.workspace_dir (an environment-driven field) into description"], "description"),
+    ("override-nested-too-deep", ["+training.model.params.x=" + "[" * 40 + "]" * 40], ["nests brackets more than 32 deep"], "training.model.params.x"),
+    ("template-choice-escapes", ["serving=../../../x"], ["may not leave the template folders", "standard"], "serving"),
+    ("template-choice-absolute", ["serving=/etc/x"], ["may not leave the template folders"], "serving"),
+    ("unauthenticated-open-listener", ["serving.auth.enabled=false", "serving.http.host=0.0.0.0"], ["Got '0.0.0.0'", "anyone who can reach 0.0.0.0:8000", "serving.http.allow_unauthenticated: true"], "serving.http.host"),
 ]
 
 
@@ -89,6 +100,25 @@ FILE_CASES = [
     ("target-in-file", "_target_: os.system\n", ["bad.yaml", "'_target_' is not allowed"]),
     ("unbalanced-yaml", "name: [churn\n", ["bad.yaml", "Unreadable YAML"]),
     ("unknown-top-level-key", "trainig: {}\n", ["bad.yaml", "trainig", "Did you mean 'training'?"]),
+    ("alias-bomb", "".join(f"l{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)),
+     ["bad.yaml:19", "l3[", "more than 10,000 values once its aliases", "that is the limit"]),
+    ("alias-cycle", "loop: &l [*l]\n", ["bad.yaml:16", "loop[0]", "refers to its own anchor"]),
+    ("deep-nesting", "deep: " + "[" * 900 + "]" * 900 + "\n", ["bad.yaml:16", "deep" + "[0]" * 31, "nest more than 32 deep"]),
+    ("deep-through-an-alias", "a: &d " + "[" * 20 + "]" * 20 + "\nb: " + "[" * 15 + "*d" + "]" * 15 + "\n",
+     ["bad.yaml:17", "b" + "[0]" * 15, "nest more than 32 deep"]),
+    ("interpolation-bomb", "b0: xxxxxxxxxx\n" + "".join(f"b{i}: {('${b%d}' % (i - 1)) * 8}\n" for i in range(1, 9)),
+     ["bad.yaml", "b6", "more than 1,000,000 characters"]),
+    ("reference-chain", "".join(f"c{i}: ${{c{i + 1}}}\n" for i in range(20)) + "c20: x\n", ["bad.yaml", "chain more than 10 deep"]),
+]
+
+# (id, a line of recipes/churn.yaml, what replaces it, expected fragments)
+EDIT_CASES = [
+    ("defaults-dotdot", "  - serving: standard\n", "  - serving: ../../../x\n",
+     ["bad.yaml:9", "defaults[4]", "Got 'serving: ../../../x'", "may not leave the template folders"]),
+    ("defaults-absolute", "  - serving: standard\n", "  - serving: /etc/x\n",
+     ["bad.yaml:9", "defaults[4]", "may not leave the template folders"]),
+    ("defaults-plain-entry-dotdot", "  - _self_\n", "  - ../../x\n  - _self_\n",
+     ["bad.yaml:13", "defaults[8]", "Got '../../x'"]),
 ]
 
 
@@ -104,8 +134,20 @@ def test_invalid_recipe_file_names_the_file(project: Path, extra: str, fragments
         assert fragment in text, text
 
 
+@pytest.mark.parametrize("old,new,fragments", [c[1:] for c in EDIT_CASES], ids=[c[0] for c in EDIT_CASES])
+def test_invalid_recipe_edit_names_the_file(project: Path, old: str, new: str, fragments) -> None:
+    base = (project / "recipes" / "churn.yaml").read_text()
+    assert old in base
+    (project / "recipes" / "bad.yaml").write_text(base.replace(old, new, 1))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(["recipe=bad"])
+    text = info.value.render()
+    for fragment in fragments:
+        assert fragment in text, text
+
+
 def test_table_is_big_enough() -> None:
-    assert len(CASES) + len(FILE_CASES) >= 40
+    assert len(CASES) + len(FILE_CASES) + len(EDIT_CASES) >= 40
 
 
 def test_every_problem_reported_at_once(project: Path) -> None:
