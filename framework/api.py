@@ -247,6 +247,51 @@ def load_plan(path: Path) -> Plan:
     return Plan.from_json(text, source=str(path))
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """``loom batch``'s command-line choices; None takes the recipe's ``batch`` section."""
+
+    input: Path | None = None
+    output: Path | None = None
+    version: str | None = None
+    alias: str | None = None
+    as_of: str | None = None
+    force: bool = False
+
+
+def batch(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
+          options: BatchOptions = BatchOptions(),
+          progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Score a table of entities with a registered version (``loom batch``); returns the summary.
+
+    Raises:
+        RecipeError: no input given (``--input`` or ``batch.input``).
+        DataError / BackendError: from the job (bad input, no such version, a failed engine).
+    """
+    from framework.backends.batch import BatchRequest, run_batch
+    from framework.errors import Problem, RecipeError
+
+    loaded = validate(args, templates, project_dir)
+    recipe, project = loaded.recipe, loaded.project_dir
+    given = options.input or (Path(recipe.batch.input) if recipe.batch.input else None)
+    if given is None:
+        raise RecipeError([Problem(path="batch.input", message="No input to score.",
+                                   hint="Give --input PATH (parquet or CSV of entity keys), or set "
+                                        "batch.input in the recipe.")])
+    ctx = context(recipe, project, progress)
+    out = options.output or (Path(recipe.batch.output) if recipe.batch.output else
+                             ctx.workspace / "batch" / recipe.name / "predictions.parquet")
+    req = BatchRequest(input=_in_project(given, project), output=_in_project(out, project),
+                       version=options.version, alias=options.alias, as_of=options.as_of,
+                       force=options.force)
+    return run_batch(ctx, req)
+
+
+def _in_project(path: Path, project: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (project / path).resolve()
+
+
 def schema() -> dict[str, Any]:
     """JSON Schema of the recipe language (for editors and `loom schema`)."""
     from framework.spec import Recipe

@@ -7,110 +7,11 @@ import json
 import os
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from framework import __version__
+from framework.cli_args import build_parser
 from framework.errors import LoomError
-
-EPILOG = """examples:
-  loom validate recipe=churn
-  loom plan recipe=churn rollout=canary training.model.params.max_depth=8
-  loom launch recipe=churn
-  loom plan recipe=churn -o plan.json && loom apply plan.json
-  loom status
-  loom destroy recipe=fraud --yes
-"""
-
-
-def _recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", metavar="recipe=NAME [KEY=VALUE ...]",
-                   help="the recipe (a name in recipes/ or a YAML path) and Hydra overrides")
-    p.add_argument("--templates", action="append", default=[], metavar="DIR",
-                   help="extra template folder (repeatable; also $LOOM_TEMPLATE_PATH)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loom", description="Loom: ML infrastructure as YAML.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"loom {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--project", type=Path, default=None, help="project directory (default: cwd)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("validate", help="compose and validate a recipe")
-    _recipe_args(p)
-    p.add_argument("--show", action="store_true", help="print the composed recipe")
-    p.add_argument("--explain", action="store_true", help="print where every value came from")
-
-    p = sub.add_parser("plan", help="show what applying the recipe would change")
-    _recipe_args(p)
-    p.add_argument("-o", "--out", type=Path, help="save the plan as JSON for `loom apply FILE`")
-    p.add_argument("--detailed-exitcode", action="store_true",
-                   help="exit 0 when nothing changes, 2 when something would, 1 on error")
-    p.add_argument("--refresh", action="store_true", help="ask the engines what they hold (slower)")
-    p.add_argument("-v", "--verbose", action="store_true", help="list unchanged steps too")
-
-    p = sub.add_parser("apply", help="apply a saved plan exactly")
-    p.add_argument("plan_file", type=Path)
-
-    p = sub.add_parser("launch", help="plan, then apply: from YAML to a running system")
-    _recipe_args(p)
-    p.add_argument("--refresh", action="store_true", help="ask the engines what they hold first")
-    p.add_argument("--detach", action="store_true", help="start the rollout and return; follow it "
-                   "with `loom rollout status recipe=NAME`")
-    p.add_argument("--supersede", action="store_true", help="end a running rollout of this model")
-    p.add_argument("--retry-rejected", action="store_true", help="roll out again a version a rollout "
-                   "rejected (otherwise Loom refuses to serve it)")
-
-    p = sub.add_parser("train", help="features, dataset, training, gates and registration only")
-    _recipe_args(p)
-
-    for name, text in (("up", "start the workspace's Ray head in the background"),
-                       ("down", "stop the workspace's Ray head (and what runs on it)")):
-        p = sub.add_parser(name, help=text)
-        _recipe_args(p)
-
-    p = sub.add_parser("status", help="every recipe applied in the project (or one, in detail) "
-                                      "and the workspace's Ray head")
-    _recipe_args(p)
-    p.add_argument("--json", action="store_true", help="print JSON for machines")
-
-    p = sub.add_parser("destroy", help="remove a recipe's app, rollout, Feast objects and state")
-    _recipe_args(p)
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--purge-registry", action="store_true",
-                   help="also delete the recipe's MLflow runs and model versions (kept by default)")
-
-    p = sub.add_parser("predict", help="call the deployed model as a client would")
-    _recipe_args(p)
-
-    p = sub.add_parser("export", help="write engine-native artifacts")
-    p.add_argument("artifact", choices=["serve-config"])
-    _recipe_args(p)
-    p.add_argument("-o", "--out", type=Path, default=Path("serve_config.yaml"))
-
-    p = sub.add_parser("features", help="the feature store: materialize, look up")
-    p.add_argument("action", choices=["materialize", "get"])
-    _recipe_args(p)
-    p.add_argument("--end", type=datetime.fromisoformat, default=None,
-                   help="materialize up to this ISO time (default: now)")
-
-    p = sub.add_parser("registry", help="registered model versions")
-    p.add_argument("action", choices=["list", "show", "promote"])
-    _recipe_args(p)
-    p.add_argument("--version", default=None, help="version number or alias")
-
-    p = sub.add_parser("rollout", help="the model's rollout: status, promote, abort, rollback")
-    p.add_argument("action", choices=["status", "promote", "abort", "rollback"])
-    _recipe_args(p)
-    p.add_argument("--reason", default=None, help="recorded in the audit log")
-
-    p = sub.add_parser("schema", help="write the recipe JSON Schema (for editors)")
-    p.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
-    return parser
-
 
 #: Commands that only read recipes and state (``plan --refresh`` excepted): no engine, no child process.
 READ_ONLY_COMMANDS = ("validate", "plan", "schema")
@@ -363,6 +264,18 @@ def cmd_rollout(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(ns: argparse.Namespace) -> int:
+    from framework import api
+
+    job = api.batch(ns.args, tuple(ns.templates), ns.project, api.BatchOptions(
+        input=ns.input, output=ns.output, version=ns.version, alias=ns.alias, as_of=ns.as_of,
+        force=ns.force), progress=_progress)
+    print(f"Predictions: {job['output']} ({job['rows']:,} rows, version {job['model_version']})")
+    if job.get("missing_file"):
+        print(f"Rows with missing features: {job['missing']:,}, listed in {job['missing_file']}")
+    return 0
+
+
 def cmd_schema(ns: argparse.Namespace) -> int:
     from framework import api
 
@@ -392,6 +305,7 @@ COMMANDS = {
     "features": cmd_features,
     "registry": cmd_registry,
     "rollout": cmd_rollout,
+    "batch": cmd_batch,
 }
 
 

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field
 
 from framework.spec.base import Name, Spec
+from framework.spec.batch import Batch
 from framework.spec.data import Data
 from framework.spec.env import Env
 from framework.spec.features import Features
@@ -33,6 +34,7 @@ class Recipe(Spec):
         default_factory=lambda: Direct(strategy="direct"), description="Rollout strategy."
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
+    batch: Batch = Field(default_factory=Batch, description="Batch inference defaults (loom batch).")
     env: Env = Field(default_factory=Env, description="Runtime environment.")
 
     @property

@@ -37,11 +37,13 @@ def as_known_at(ctx: "RunContext") -> bool:
     return any(recipe.data.sources[s].created_timestamp_field for s in sources)
 
 
-def historical_features(store: Any, ctx: "RunContext", entity_df: Any) -> Any:
+def historical_features(store: Any, ctx: "RunContext", entity_df: Any, key: str = "training.label",
+                        rows: str = "label rows") -> Any:
     """Feast's point-in-time join of ``entity_df`` against the model's feature service, as Arrow.
 
     Arrow, not pandas: the result only goes to a parquet file, and skipping the pandas round trip
-    saves about as much time as the row checks cost.
+    saves about as much time as the row checks cost. ``key`` and ``rows`` name what is joined in
+    the error (the training labels, or a batch input).
     """
     service = store.get_feature_service(ctx.recipe.features.service.name, allow_cache=False)
     try:
@@ -51,8 +53,8 @@ def historical_features(store: Any, ctx: "RunContext", entity_df: Any) -> Any:
         return job.to_arrow()
     except Exception as exc:  # noqa: BLE001 - the offline stores raise many types
         raise BackendError(
-            f"training.label: Feast's {ctx.recipe.features.store.offline.type} offline store could not "
-            f"join the label rows against feature service '{service.name}': {exc}"
+            f"{key}: Feast's {ctx.recipe.features.store.offline.type} offline store could not "
+            f"join the {rows} against feature service '{service.name}': {exc}"
         ) from exc
 
 

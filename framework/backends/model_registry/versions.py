@@ -142,7 +142,31 @@ def resolve_model(tracking_uri: str, model_name: str, version_or_alias: str,
                            "Loom serves XGBoost UBJ models only (never pickle).")
     return {"model_name": model_name, "version": str(version.version),
             "model_uri": f"models:/{model_name}/{version.version}", "run_id": version.run_id,
-            "model_path": str(model_path), "aliases": sorted(version.aliases or [])}
+            "model_path": str(model_path), "aliases": sorted(version.aliases or []),
+            "contract": _contract(tracking_uri, version.run_id, target)}
+
+
+def _contract(uri: str, run_id: str | None, target: Path) -> dict[str, Any] | None:
+    """The version's contract (``loom/contract.json`` of its run), cached beside its booster.
+
+    None for a version trained before contracts existed.
+    """
+    import json
+
+    import mlflow.artifacts
+
+    from framework.compile.contract import CONTRACT_FILE
+
+    path = target / CONTRACT_FILE
+    if not path.is_file() and run_id:
+        try:
+            got = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"loom/{CONTRACT_FILE}", dst_path=str(target / "run"),
+                tracking_uri=uri)
+            Path(got).replace(path)
+        except Exception:  # MlflowException, OSError: no contract logged for this version
+            return None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _cache_dir(uri: str, name: str, version: str) -> Path:

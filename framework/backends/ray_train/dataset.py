@@ -156,13 +156,16 @@ def feature_matrix(frame: "pd.DataFrame", names: list[str],
     Raises:
         DataError: a numeric feature holds values that are not numbers.
     """
+    import pandas as pd
+
     x = np.empty((len(frame), len(names)), dtype=np.float32)
     for j, name in enumerate(names):
         column = frame[name]
         if name in categories:
-            codes = {c: float(i) for i, c in enumerate(categories[name])}
-            x[:, j] = [np.nan if v is None or v != v else codes.get(str(v), np.nan)
-                       for v in column.to_numpy()]
+            values = column.astype("string") if column.dtype != object else column
+            codes = pd.Categorical(values, categories=categories[name]).codes.astype(np.float32)
+            codes[codes < 0] = np.nan  # null, or a category this version never saw
+            x[:, j] = codes
             continue
         try:
             x[:, j] = column.to_numpy(dtype=np.float32, na_value=np.nan)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "test-key-0123456789"
 JOBS = {"salaried": 0.92, "self_employed": 0.55, "contract": 0.25, "retired": 0.75}
-N = 800
+N = 1000
 
 
 def walkthrough_recipe() -> str:
@@ -98,6 +98,36 @@ def _args(port: int, **extra: str) -> list[str]:
         "++rollout.analysis.max_latency_ratio": "10", "++rollout.analysis.max_inconclusive": "12",
         **extra}
     return ["recipe=loans", *(k if k.startswith("~") else f"{k}={v}" for k, v in settings.items())]
+
+
+def _batch_matches_the_api(project: Path, url: str, port: int) -> None:
+    """1,000 applicants (10 with an employment override) and one unknown, scored both ways."""
+    import pandas as pd
+
+    from framework import api
+
+    ids = list(range(1000, 1000 + N))
+    override = [("salaried" if i < 10 else None) for i in range(N)]
+    frame = pd.DataFrame({"applicant_id": ids + [99], "employment": override + [None]})
+    frame.to_parquet(project / "to_score.parquet", index=False)
+    options = api.BatchOptions(input=Path("to_score.parquet"), output=Path("scored.parquet"))
+    job = api.batch(_args(port), options=options)
+    out = pd.read_parquet(project / "scored.parquet")
+    assert job["rows"] == len(out) == N + 1 and out["row_id"].tolist() == list(range(N + 1))
+    assert job["missing"] == 1 and out.iloc[-1]["missing_features"] and pd.isna(out.iloc[-1]["prediction"])
+    missing = pd.read_parquet(job["missing_file"])
+    assert missing["row_id"].tolist() == [N]
+    for i, applicant in enumerate(ids):
+        body = {"entities": {"applicant_id": applicant}}
+        if override[i]:
+            body["features"] = {"employment": override[i]}
+        status, _, online = H.call(url, body, KEY)
+        assert status == 200, online
+        row = out.iloc[i]
+        assert row["probability"] == pytest.approx(online["probability"], abs=1e-6), (i, online)
+        assert row["prediction"] == online["prediction"] and row["model_version"] == online["model_version"]
+    again = api.batch(_args(port), options=options)
+    assert again.get("unchanged") is True
 
 
 def _steps_applied(project: Path) -> dict[str, Any]:
@@ -177,6 +207,9 @@ def test_own_data_beside_churn_categorical_contract_rejection_and_a_low_traffic_
         assert asks["salaried"]["prediction"] == "will_repay"
         status, _, unknown = H.call(url, {"entities": {"applicant_id": 99}}, KEY)
         assert status == 422 and "no row for applicant_id=99" in unknown["error"]["message"], unknown
+
+        # Batch: the same version, offline features as of now, the same answers as the API.
+        _batch_matches_the_api(project, url, port)
 
         # The task of a served model id does not change under it.
         with pytest.raises(PlanError, match="served by version 1 under contract 1 .*task binary -> "

@@ -1,0 +1,35 @@
+"""The ``batch`` section: defaults for ``loom batch``, which scores a table with a registered version."""
+
+from pydantic import Field
+
+from framework.spec.base import Name, Spec
+
+
+class Batch(Spec):
+    """Batch inference defaults; every one can be given on the ``loom batch`` command line instead."""
+
+    input: str | None = Field(
+        default=None,
+        description="Parquet or CSV file of entity keys to score (relative to the project), "
+        "optionally with a timestamp column and request-style feature columns that override the "
+        "stored features; --input overrides it.",
+    )
+    output: str | None = Field(
+        default=None,
+        description="Parquet file the predictions go to (relative to the project); default "
+        "<workspace>/batch/<recipe name>/predictions.parquet; --output overrides it.",
+    )
+    alias: Name = Field(
+        default="champion", description="Registry alias of the version that scores; --version or "
+        "--alias override it.",
+    )
+    timestamp_field: str = Field(
+        default="event_timestamp",
+        description="Input column with each row's time: features are read as known at that time "
+        "(point in time). Without the column, every row is scored as of --as-of (default: now).",
+    )
+    batch_size: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Rows per batch handed to the model."
+    )
+    concurrency: int = Field(default=1, ge=1, le=1024, description="Ray Data scoring workers.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per scoring worker.")
