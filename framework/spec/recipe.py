@@ -34,7 +34,7 @@ class Recipe(Spec):
         default_factory=lambda: Direct(strategy="direct"), description="Rollout strategy."
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
-    batch: Batch = Field(default_factory=Batch, description="Batch inference defaults (loom batch).")
+    batch: Batch = Field(default_factory=Batch, description="Defaults of `loom batch recipe=NAME` (batch inference).")
     env: Env = Field(default_factory=Env, description="Runtime environment.")
 
     @property
