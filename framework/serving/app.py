@@ -10,6 +10,7 @@ This module does not use ``from __future__ import annotations``: Serve ships the
 value, and FastAPI must see real ``Request`` annotations on the route methods.
 """
 
+import asyncio
 import functools
 import os
 import random
@@ -111,9 +112,10 @@ class LoomPredictor:
               openapi_extra=_BODY_DOC)
     async def predictions(self, request: Request) -> JSONResponse:
         """Predict with this model (``POST /v1/models/{model_id}/predictions``)."""
-        max_bytes = self.args.serving.max_body_bytes
-        body = await self._handle(request.headers, functools.partial(read_json, request, max_bytes),
-                                  request_id_of(request))
+        serving = self.args.serving
+        read = functools.partial(read_json, request, serving.max_body_bytes,
+                                 serving.timeouts.body_read_s)
+        body = await self._handle(request.headers, read, request_id_of(request))
         return JSONResponse(body)
 
     @api.get("/")
@@ -176,18 +178,25 @@ class LoomPredictor:
             raise ApiError(503, "The model is overloaded; retry shortly.", headers={"Retry-After": "1"})
         self._inflight += 1
         version, outcome = "none", "client_error"
+        limit_s = self.args.serving.timeouts.request_s
         try:
             holder = self.keys.authenticate(headers)
-            req = parse_predict(await read(), self.args.serving.max_instances,
-                                self.args.entity_keys)
-            pin = self._pin_of(req)
-            self.keys.authorize(holder, self.args.model_id)
-            answers = await self.predictor.predict(req.as_instances(), pin)
+            async with asyncio.timeout(limit_s):  # body read, lookup, model and fallbacks together
+                req = parse_predict(await read(), self.args.serving.max_instances,
+                                    self.args.entity_keys)
+                pin = self._pin_of(req)
+                self.keys.authorize(holder, self.args.model_id)
+                answers = await self.predictor.predict(req.as_instances(), pin)
             version = answers[0]["model_version"] or "none"
             outcome = "degraded" if any(a["degraded"] for a in answers) else "ok"
         except ApiError as exc:
             outcome = "client_error" if exc.status < 500 else "error"
             raise
+        except TimeoutError:
+            outcome = "error"
+            raise ApiError(503, f"The model did not answer within {limit_s:g} s "
+                                "(serving.timeouts.request_s); retry shortly.",
+                           headers={"Retry-After": "1"}) from None
         except Exception:
             outcome = "error"
             raise

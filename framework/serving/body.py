@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -52,16 +53,30 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-async def read_body(request: Any, max_bytes: int) -> bytes:
-    """The raw JSON body; ``ApiError`` 413 when too large, 415 for another content type."""
+#: How long a client may take to send its body when the caller names no deadline, in seconds.
+BODY_READ_S = 5.0
+
+
+async def read_body(request: Any, max_bytes: int, deadline_s: float = BODY_READ_S) -> bytes:
+    """The raw JSON body; ``ApiError`` 413 when too large, 415 for another content type, 408
+    when it has not fully arrived ``deadline_s`` seconds after the read began (a slow or stalled
+    client must not hold one of the replica's in-flight slots)."""
     headers = request.headers
     ctype = headers.get("content-type", "")
     if ctype != "application/json" and ctype.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "Send the body as JSON with 'Content-Type: application/json'.")
     declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
+    try:
+        return await asyncio.wait_for(_receive(request, max_bytes, declared), deadline_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"The request body did not arrive within {deadline_s:g} s "
+                            "(serving.timeouts.body_read_s); send the whole body at once.") from None
+
+
+async def _receive(request: Any, max_bytes: int, declared: str | None) -> bytes:
     if declared is not None and declared.isdigit():
-        if int(declared) > max_bytes:
-            raise ApiError(413, f"The body is larger than {max_bytes} bytes.")
         return await request.body()  # HTTP/1.1 framing: no more than the declared length arrives
     chunks, size = [], 0  # chunked: count as it comes
     async for chunk in request.stream():
@@ -102,9 +117,9 @@ def _has_lone_surrogate(node: Any) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-async def read_json(request: Any, max_bytes: int) -> Any:
+async def read_json(request: Any, max_bytes: int, deadline_s: float = BODY_READ_S) -> Any:
     """The parsed JSON body (``read_body`` then ``decode_json``)."""
-    return decode_json(await read_body(request, max_bytes))
+    return decode_json(await read_body(request, max_bytes, deadline_s))
 
 
 def parse_predict(data: Any, max_instances: int, entity_keys: Any = ()) -> PredictRequest:

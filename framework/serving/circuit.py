@@ -41,6 +41,11 @@ class CircuitBreaker:
         self.failures = 0
         self._probe_out = False
 
+    def release(self) -> None:
+        """A call let through was never made (the request's own input was refused): neither a
+        success nor a failure; a half-open probe may go out again."""
+        self._probe_out = False
+
     def failure(self) -> None:
         """A call failed: count it; open at the threshold, or reopen after a failed probe."""
         self.failures += 1

@@ -10,7 +10,9 @@ in ``reconfigure``. On the wire it is a plain JSON object::
      "record_samples": bool}
 
 ``fault`` injects errors or latency into a slot; tests and benchmarks use it to make a bad
-candidate on purpose.
+candidate on purpose. Replicas honour it only with ``LOOM_TEST_FAULTS=1`` in their environment
+(``slots.faults_allowed``): no recipe or Serve config Loom writes sets it, and ``GET /v1/models``
+never shows it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class SlotSpec(_Doc):
     version: str = Field(min_length=1, description="Registered model version.")
     model_path: str = Field(min_length=1, description="XGBoost .ubj or .json file to load.")
     model_uri: str = Field(default="", description="Where the registry keeps it (for people).")
-    fault: Fault | None = Field(default=None, description="Injected trouble (tests only).")
+    fault: Fault | None = Field(default=None, description="Injected trouble (tests only: "
+                                "ignored unless the replica's environment has LOOM_TEST_FAULTS=1).")
     contract: Contract | None = Field(
         default=None, description="The version's contract (task, labels, features, categories).")
 

@@ -9,15 +9,27 @@ from framework.serving.problems import ApiError
 
 
 class FeatureLookup(Protocol):
-    """Reads the latest feature values for entity rows (the Feast online store in production)."""
+    """Reads the latest feature values for entity rows (the Feast online store in production).
+
+    A lookup may set ``blocking = False`` when ``get`` never waits on I/O (it then runs on the
+    replica's event loop); every other lookup runs in a thread under
+    ``serving.timeouts.feature_lookup_ms``. ``get`` raises ``EntityKeyError`` for keys the store
+    cannot take (the client's fault, answered 422); any other exception is a store failure.
+    """
 
     def get(self, entity_rows: list[dict]) -> list[dict[str, Any]]:
         """One dict of feature name -> value (None when unknown) per entity row, in order."""
         ...
 
 
+class EntityKeyError(ValueError):
+    """The request's entity keys cannot be looked up (the client's input, not a store failure)."""
+
+
 class NoLookup:
     """For models whose requests carry every feature: nothing to look up."""
+
+    blocking = False
 
     def get(self, entity_rows: list[dict]) -> list[dict[str, Any]]:
         """Nothing for every row."""
@@ -31,6 +43,8 @@ class InMemoryLookup:
     ``{"type": "memory", "path": "features.parquet", "timestamp_field": "event_timestamp"}``
     (the latest row per entity wins, like a materialized online store).
     """
+
+    blocking = False
 
     def __init__(self, keys: list[str], feature_names: list[str], rows: list[dict]) -> None:
         self.keys = keys
@@ -88,15 +102,22 @@ def check_request_features(features: dict[str, Any], feature_names: list[str]) -
                         for n in unknown[:20]])
     bad = [n for n, v in features.items() if v is not None and not _is_number(v)]
     if bad:
-        raise ApiError(422, f"Features must be finite numbers or booleans: {', '.join(sorted(bad))}.",
-                       [{"field": f"features.{n}", "message": "not a finite number"} for n in bad])
+        raise ApiError(422, "Features must be finite numbers of at most 3.4e38 in size (the model "
+                            f"reads 32-bit floats) or booleans: {', '.join(sorted(bad)[:20])}.",
+                       [{"field": f"features.{n}", "message": "not a finite 32-bit number"}
+                        for n in sorted(bad)[:20]])
+
+
+#: The largest float32: XGBoost reads 32-bit floats, so a larger value would reach the model as
+#: infinity and get a confident answer for a number nobody sent.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return True
     try:
-        return isinstance(value, (int, float)) and math.isfinite(value)
+        return isinstance(value, (int, float)) and abs(value) <= FLOAT32_MAX
     except OverflowError:  # an integer too large for a float (a 400-digit value)
         return False
 

@@ -19,9 +19,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from framework.serving.body import decode_json, read_body, request_id_of
+from framework.serving.body import BODY_READ_S, decode_json, read_body, request_id_of
 from framework.serving.problems import ApiError, install_handlers
-from framework.serving.settings import models_under
+from framework.serving.settings import PROXY_GRACE_S, models_under
+
+#: The model apps' request deadline when the gateway's args name none (``serving.timeouts.request_s``).
+REQUEST_S = 30.0
 
 REFRESH_S = 2.0
 #: Unknown ids look again no more often than this: a burst of them must not load the controller.
@@ -47,6 +50,10 @@ class LoomGateway:
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.max_body_bytes = int(args.get("max_body_bytes", 1_048_576))
+        self.body_read_s = float(args.get("body_read_s", BODY_READ_S))
+        # The model app answers within its serving.timeouts.request_s; waiting a little longer
+        # here still answers in JSON before Serve's proxy cuts the request (PROXY_GRACE_S).
+        self.forward_s = float(args.get("request_s", REQUEST_S)) + PROXY_GRACE_S / 2
         self.models_prefix = str(args.get("models_prefix", "/v1/models"))
         self._models: dict[str, Any] = {}
         self._seen_at = 0.0
@@ -60,7 +67,7 @@ class LoomGateway:
     async def predictions(self, request: Request) -> JSONResponse:
         """Predict with the model named by ``model_id`` in the body."""
         rid = request_id_of(request)
-        raw = await read_body(request, self.max_body_bytes)
+        raw = await read_body(request, self.max_body_bytes, self.body_read_s)
         data = decode_json(raw)
         model_id = data.get("model_id") if isinstance(data, dict) else None
         if not isinstance(model_id, str) or not model_id:
@@ -71,7 +78,11 @@ class LoomGateway:
         handle = await self._handle_of(app)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
         try:
-            status, body, extra = await handle.forward.remote(raw, headers, rid)
+            status, body, extra = await asyncio.wait_for(handle.forward.remote(raw, headers, rid),
+                                                         self.forward_s)
+        except TimeoutError as exc:
+            raise ApiError(503, f"Model '{app}' did not answer within {self.forward_s:g} s; retry "
+                                "shortly.", headers={"Retry-After": "1"}) from exc
         except Exception as exc:  # the app went away or has no replica right now
             if app not in await self._apps(max_age_s=0.0):
                 raise _unknown(app) from exc

@@ -10,13 +10,15 @@ import asyncio
 import copy
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 from framework.serving.cache import AnswerCache, cache_key
 from framework.serving.circuit import STATE_VALUE, CircuitBreaker
 from framework.serving.fallback import compile_rules, first_match
 from framework.serving.encoding import VersionCodec, check_features
-from framework.serving.features import FeatureLookup, merge_row, missing_features
+from framework.serving.entities import EntityChecker
+from framework.serving.features import EntityKeyError, FeatureLookup, merge_row, missing_features
 from framework.serving.metrics import NullMetrics
 from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
@@ -26,6 +28,8 @@ from framework.serving.stats import StatsRecorder
 
 PredictFn = Callable[[Slot, list[list[float]]], Awaitable[Any]]
 FEATURE_STORE = "feature_store"
+#: Threads per replica for blocking feature lookups (a stalled store blocks at most these).
+LOOKUP_THREADS = 4
 
 
 #: The role of a slot a request pinned (``model_id@version``): no split, no shadow, no samples.
@@ -46,12 +50,15 @@ class Predictor:
         self.stats = stats or StatsRecorder(args.model_id, enabled=False)
         self.rng = random.Random(seed)
         self.types = dict(args.feature_types)
-        self.cache = AnswerCache(s.cache.max_entries, s.cache.ttl_s) if s.cache.enabled else None
+        self.cache = (AnswerCache(s.cache.max_entries, s.cache.ttl_s, max_bytes=s.cache.max_bytes)
+                      if s.cache.enabled else None)
         self.slots = SlotTable(defaults=(self.names, args.task, s.labels))
         # Fallback models have no contract: they read the app's features, task and labels.
         self._app_codec = VersionCodec(None, self.names, args.task, s.labels)
-        self._entity_set = set(args.entity_keys)
-        self._all_string_keys = all(t == "string" for t in args.entity_keys.values())
+        self.entities = EntityChecker(dict(args.entity_keys), s.max_entity_key_chars)
+        self._lookup_s = s.timeouts.feature_lookup_ms / 1000
+        self._model_s = s.timeouts.model_ms / 1000
+        self._lookup_pool: ThreadPoolExecutor | None = None
         self.breakers: dict[str, CircuitBreaker] = {}
         self._reported: dict[str, str] = {}
         self.chain = [level.type for level in s.fallback]
@@ -99,9 +106,10 @@ class Predictor:
                 when no level of the chain answers.
         """
         started = time.perf_counter()
-        for inst in instances:
+        many = len(instances) > 1
+        for i, inst in enumerate(instances):
             check_features(inst.features, self.names, self.types)
-            self._check_entities(inst.entities)
+            self.entities.check(inst.entities, f"instances[{i}]." if many else "")
         table = self.slots
         if table.stable is None:
             raise ApiError(503, "No model version is loaded yet; retry shortly.",
@@ -121,20 +129,6 @@ class Predictor:
             rows, complete = await self._rows([instances[i] for i in todo])
             await self._answer(todo, rows, complete, role, slot, table, instances, answers, started)
         return answers  # type: ignore[return-value]
-
-    def _check_entities(self, entities: dict[str, Any]) -> None:
-        if entities.keys() == self._entity_set and self._all_string_keys:
-            return  # the usual request: exactly the join keys, all strings
-        unknown = sorted(set(entities) - set(self.args.entity_keys))
-        if unknown:
-            raise ApiError(422, f"Unknown entity keys: {', '.join(unknown[:20])}; this model "
-                                f"takes {', '.join(self.args.entity_keys) or 'none'}.")
-        if entities and set(entities) != set(self.args.entity_keys):
-            missing = sorted(set(self.args.entity_keys) - set(entities))
-            raise ApiError(422, f"Missing entity keys: {', '.join(missing)}.")
-        for key, value in entities.items():
-            if self.args.entity_keys[key] != "string" and not isinstance(value, int):
-                raise ApiError(422, f"Entity key '{key}' must be an integer.")
 
     def _from_cache(self, instances: list[Instance], version: str, answers: list) -> list[int]:
         if self.cache is None:
@@ -170,14 +164,24 @@ class Predictor:
         return {k: str(v) if self.args.entity_keys[k] == "string" else v for k, v in entities.items()}
 
     async def _lookup(self, entity_rows: list[dict]) -> list[dict[str, Any]] | None:
+        """The store's rows; None when it failed or took longer than ``feature_lookup_ms`` (the
+        breaker counts both), ``ApiError`` 422 for keys it refuses (the breaker counts nothing)."""
         cb = self.breaker(FEATURE_STORE)
         if not cb.allow():
             return None
         t0 = time.perf_counter()
         try:
-            found = await asyncio.to_thread(self.lookup.get, entity_rows) if len(entity_rows) > 8 \
-                else self.lookup.get(entity_rows)
-        except Exception:  # any feature-store failure degrades to the fallback chain
+            if getattr(self.lookup, "blocking", True):
+                call = asyncio.get_running_loop().run_in_executor(
+                    self._pool(), self.lookup.get, entity_rows)
+                found = await asyncio.wait_for(call, self._lookup_s)
+            else:  # in memory: nothing to wait for
+                found = self.lookup.get(entity_rows)
+        except EntityKeyError as exc:  # the client's keys: not the store's failure
+            cb.release()
+            raise ApiError(422, f"The online store cannot look these entity keys up: "
+                                f"{str(exc)[:200]}") from exc
+        except Exception:  # a feature-store failure or timeout degrades to the fallback chain
             cb.failure()
             self._report(FEATURE_STORE)
             return None
@@ -185,6 +189,13 @@ class Predictor:
         self._report(FEATURE_STORE)
         self.metrics.lookup((time.perf_counter() - t0) * 1000)
         return found
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Blocking lookups (Feast) run here, never on the event loop: a stalled store then costs
+        # these threads and a timeout per request, not the whole replica.
+        if self._lookup_pool is None:
+            self._lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="loom-lookup")
+        return self._lookup_pool
 
     def _require_complete(self, rows: list[dict[str, Any]], instances: list[Instance],
                           looked: list[dict[str, Any]]) -> None:
@@ -264,10 +275,11 @@ class Predictor:
             return None
         vectors = self._vectors(slot, rows)
         try:
-            if slot.extra_latency_ms:
-                await asyncio.sleep(slot.extra_latency_ms / 1000)
-            raw = await self.predict_fn(slot, vectors)
-        except ModelFault:
+            async with asyncio.timeout(self._model_s):  # the batch queue and the call itself
+                if slot.extra_latency_ms:
+                    await asyncio.sleep(slot.extra_latency_ms / 1000)
+                raw = await self.predict_fn(slot, vectors)
+        except (ModelFault, TimeoutError):
             cb.failure()
             self._report(dependency)
             return None

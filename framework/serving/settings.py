@@ -67,6 +67,16 @@ def models_under(apps: Any, models_prefix: str) -> dict[str, str]:
             if path == MODEL_IMPORT_PATH and (route or "").startswith(prefix)}
 
 
+#: Serve's proxy cuts a request this long after ``serving.timeouts.request_s``: the replica's own
+#: deadline answers first, in the API's JSON shape (the proxy's 408 is plain text).
+PROXY_GRACE_S = 1.0
+
+
+def proxy_request_timeout_s(serving: Serving) -> float:
+    """``http_options.request_timeout_s`` of the Serve config for a recipe's ``serving``."""
+    return serving.timeouts.request_s + PROXY_GRACE_S
+
+
 def parse_args(args: dict[str, Any]) -> AppArgs:
     """Validate builder ``args``; a ``ValueError`` names the bad key."""
     return AppArgs.model_validate(args)

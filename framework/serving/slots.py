@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("stable", "candidate")
+#: The replica environment variable that lets ``user_config`` inject faults (tests, benchmarks).
+FAULTS_ENV = "LOOM_TEST_FAULTS"
+logger = logging.getLogger("loom.serving")
+
+
+def faults_allowed() -> bool:
+    """Whether this process honours a slot's ``fault``: only with ``LOOM_TEST_FAULTS=1`` in its
+    environment, which tests and benchmarks set and no recipe or Serve config Loom writes can."""
+    return os.environ.get(FAULTS_ENV) == "1"
 
 
 class ModelFault(RuntimeError):
@@ -26,11 +37,10 @@ class Slot:
     codec: Any = None  # a VersionCodec: the version's feature order, categories and labels
 
     def describe(self) -> dict[str, Any]:
-        """Version, URI, contract and injected fault, for ``GET /v1/models``."""
+        """Version, URI and contract, for ``GET /v1/models`` (never an injected fault)."""
         contract = getattr(self.codec, "contract", None)
         return {"version": self.version, "model_uri": self.model_uri,
-                "contract": contract.model_dump(mode="json") if contract is not None else None,
-                "fault": {"error_rate": self.error_rate, "extra_latency_ms": self.extra_latency_ms}}
+                "contract": contract.model_dump(mode="json") if contract is not None else None}
 
 
 def load_booster(path: str) -> Any:
@@ -97,6 +107,11 @@ class SlotTable:
         from framework.serving.encoding import VersionCodec
 
         fault = spec.fault
+        if fault is not None and not faults_allowed():
+            logger.warning("user_config.slots: the fault of version %s is ignored: fault injection "
+                           "is for tests, honoured only with %s=1 in the replica's environment",
+                           version, FAULTS_ENV)
+            fault = None
         return Slot(version, path, spec.model_uri, booster,
                     fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0,
                     VersionCodec(spec.contract, *self.defaults))

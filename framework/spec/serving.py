@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from framework.spec.base import Name, SecretRef, Spec
 
@@ -35,6 +35,10 @@ class Cache(Spec):
     enabled: bool = Field(default=True, description="Cache answers.")
     max_entries: int = Field(default=10_000, ge=1, description="Entries kept per replica.")
     ttl_s: float = Field(default=60.0, gt=0, description="Seconds an answer stays valid.")
+    max_bytes: int = Field(
+        default=33_554_432, ge=1024,
+        description="Bytes of answers and their keys kept per replica (32 MiB by default); the "
+        "least recently used go first when either this or max_entries is reached.")
 
 
 class PreviousVersionFallback(Spec):
@@ -80,6 +84,35 @@ FallbackLevel = Annotated[
     Union[PreviousVersionFallback, ModelFallback, RulesFallback, DefaultFallback],
     Field(discriminator="type"),
 ]
+
+
+class Timeouts(Spec):
+    """Deadlines on the request path: every dependency call, the body read and the whole request."""
+
+    feature_lookup_ms: float = Field(
+        default=250.0, gt=0, le=60_000,
+        description="Longest wait for the online feature store per request, in milliseconds; "
+        "past it the fallback chain answers (degraded: true) and the store's breaker counts a failure.")
+    model_ms: float = Field(
+        default=1000.0, gt=0, le=60_000,
+        description="Longest wait for one model call (batch queue included), in milliseconds; past "
+        "it the fallback chain answers (degraded: true) and the version's breaker counts a failure.")
+    body_read_s: float = Field(
+        default=5.0, gt=0, le=600,
+        description="Longest a client may take to send its request body, in seconds (408 after).")
+    request_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Longest a request may take end to end, in seconds: the replica answers 503 "
+        "past it, and Serve's proxy (request_timeout_s) cuts any request 1 s later.")
+
+    @model_validator(mode="after")
+    def _request_is_longest(self) -> "Timeouts":
+        floor = self.body_read_s + (self.feature_lookup_ms + self.model_ms) / 1000
+        if self.request_s <= floor:
+            raise ValueError(
+                f"Got request_s {self.request_s:g}. The request timeout must exceed body_read_s + "
+                f"(feature_lookup_ms + model_ms) / 1000 = {floor:g} s, or no request could finish")
+        return self
 
 
 class CircuitBreaker(Spec):
@@ -156,6 +189,12 @@ class Serving(Spec):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413).")
     max_instances: int = Field(default=1000, ge=1, description="Largest batch request (instances).")
+    max_entity_key_chars: int = Field(
+        default=256, ge=1, le=65_536,
+        description="Longest string entity key a request may send, in characters (422 beyond).")
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts, description="Deadlines on the request path (dependency calls, "
+        "body read, whole request).")
     missing_features: Literal["reject", "model"] = Field(
         default="reject",
         description="A request whose features are still missing after the online lookup (an "

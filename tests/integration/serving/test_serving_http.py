@@ -35,14 +35,17 @@ def app(ray_session, sample_data, tmp_path_factory):
         f"++serving.auth.keys_file={keys}", "++serving.num_cpus_per_replica=0.25",
         "++serving.circuit_breaker.failure_threshold=3", "++serving.circuit_breaker.reset_timeout_s=1",
         "++serving.max_body_bytes=65536", "++serving.max_instances=50",
-        "++serving.max_ongoing_requests=8", "++serving.batching.max_batch_size=8"])
+        "++serving.max_ongoing_requests=8", "++serving.batching.max_batch_size=8",
+        "++serving.timeouts.body_read_s=1", "++serving.timeouts.model_ms=800"])
     runtime.ensure_serve("127.0.0.1", H.free_port())
     host, port = runtime.http_address()
     features = {"type": "memory", "path": str(sample_data / "churn" / "features.parquet"),
                 "timestamp_field": "event_timestamp"}
     args = cfg.app_args(recipe, tmp, features=features)
     slot = {"version": "1", "model_path": str(models["1"]), "model_uri": "models:/churn/1"}
-    traffic.deploy_app(cfg.app_config("churn", args, cfg.initial_user_config(slot)))
+    # Fault injection (user_config 'fault') is honoured only where the replica's environment says so.
+    traffic.deploy_app({**cfg.app_config("churn", args, cfg.initial_user_config(slot)),
+                        "runtime_env": {"env_vars": {"LOOM_TEST_FAULTS": "1"}}})
     traffic.ensure_gateway("/")
     yield {"base": f"http://{host}:{port}", "models": models,
            "table": H.latest_features(sample_data).set_index("customer_id")}
@@ -247,7 +250,7 @@ def test_a_failing_primary_degrades_opens_the_circuit_and_one_probe_closes_it(ap
     cv = _models(app)["config_version"]
     _set_user_config({"stable": _slot(app, "2", error_rate=1.0), "candidate": None,
                       "previous": _slot(app, "1")}, cv + 1, record_samples=True)
-    _wait_for(lambda: _models(app)["stable"]["fault"]["error_rate"] == 1.0)
+    _wait_for(lambda: _models(app)["config_version"] == cv + 1)
     answers = [_predict(app, {"model_id": "churn", "entities": {"customer_id": f"C000{500 + i}"}})
                for i in range(5)]
     assert all(s == 200 and b["degraded"] and b["fallback"] == "previous_version"
@@ -255,7 +258,7 @@ def test_a_failing_primary_degrades_opens_the_circuit_and_one_probe_closes_it(ap
     assert _models(app)["circuits"]["model:2"]["state"] == "open"
     _set_user_config({"stable": _slot(app, "2"), "candidate": None, "previous": _slot(app, "1")},
                      cv + 2)
-    _wait_for(lambda: _models(app)["stable"]["fault"]["error_rate"] == 0.0)
+    _wait_for(lambda: _models(app)["config_version"] == cv + 2)
     time.sleep(1.0)                            # the breaker's reset timeout (1 s in this recipe)
     probe = _predict(app, {"model_id": "churn", "entities": {"customer_id": "C000600"}})[2]
     assert not probe["degraded"] and probe["model_version"] == "2"
@@ -273,7 +276,7 @@ def test_overload_is_a_json_503_with_retry_after(app):
     cv = _models(app)["config_version"]
     slow = _slot(app, "1", extra_latency_ms=400)
     _set_user_config({"stable": slow, "candidate": None}, cv + 1)
-    _wait_for(lambda: _models(app)["stable"]["fault"]["extra_latency_ms"] == 400)
+    _wait_for(lambda: _models(app)["config_version"] == cv + 1)
     body = {"model_id": "churn", "features": {f: 3.0 for f in H.FEATURES}}
     try:
         with ThreadPoolExecutor(24) as pool:
@@ -285,3 +288,54 @@ def test_overload_is_a_json_503_with_retry_after(app):
     for status, headers, payload in answers:
         if status == 503:
             assert headers.get("retry-after") == "1" and payload["error"]["code"] == "unavailable"
+
+
+def test_a_model_slower_than_its_timeout_is_answered_by_the_fallback_and_counted(app):
+    cv = _models(app)["config_version"]
+    _set_user_config({"stable": _slot(app, "2", extra_latency_ms=3000), "candidate": None,
+                      "previous": _slot(app, "1")}, cv + 1)
+    try:
+        _wait_for(lambda: _models(app)["config_version"] == cv + 1)
+        started = time.monotonic()
+        status, _, body = _predict(app, {"model_id": "churn", "features": {f: 4.0 for f in H.FEATURES}})
+        took = time.monotonic() - started
+        failures = _models(app)["circuits"]["model:2"]["failures"]
+    finally:
+        _set_user_config({"stable": _slot(app, "1"), "candidate": None}, cv + 2)
+        _wait_for(lambda: _models(app)["config_version"] == cv + 2)
+    assert status == 200 and body["degraded"] and body["fallback"] == "previous_version", body
+    assert body["model_version"] == "1" and 0.7 < took < 2.5     # serving.timeouts.model_ms=800
+    assert failures >= 1
+
+
+def test_a_body_that_never_arrives_is_a_json_408_after_body_read_s(app):
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(app["base"])
+    started = time.monotonic()
+    with socket.create_connection((url.hostname, url.port), timeout=15) as sock:
+        sock.sendall(b"POST /v1/models/churn/predictions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\n\r\n{\"feat")
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    took = time.monotonic() - started
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), reply[:300]
+    assert b"application/json" in head.lower() and 0.9 < took < 5
+    assert json.loads(payload)["error"] == {
+        "code": "request_timeout", "details": [],
+        "message": "The request body did not arrive within 1 s (serving.timeouts.body_read_s); "
+                   "send the whole body at once."}
+
+
+def test_injected_faults_are_never_shown_to_clients(app):
+    model = _models(app)
+    for role in ("stable", "candidate", "previous"):
+        assert model[role] is None or "fault" not in model[role], model[role]
+    assert '"fault"' not in json.dumps(model)

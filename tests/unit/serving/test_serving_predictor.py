@@ -20,6 +20,12 @@ from framework.serving.settings import AppArgs  # noqa: E402
 from framework.serving.stats import StatsRecorder, StatsStore  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _faults(monkeypatch):
+    """These tests inject model faults through user_config (honoured only with this set)."""
+    monkeypatch.setenv("LOOM_TEST_FAULTS", "1")
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, sample_data):
     out = tmp_path_factory.mktemp("models")
