@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / name).mkdir(parents=True, exist_ok=True)
         feats.to_parquet(out / name / "features.parquet", index=False)
         labels.to_parquet(out / name / "labels.parquet", index=False)
+        # The entities to score with `loom batch` (the recipes' batch.input).
+        labels.iloc[:, :1].to_parquet(out / name / "to_score.parquet", index=False)
         print(f"{name}: {len(feats)} feature rows, {len(labels)} labels "
               f"({labels.iloc[:, -1].mean():.1%} positive) -> {out / name}")
 
