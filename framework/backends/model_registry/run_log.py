@@ -18,6 +18,7 @@ from framework.backends.model_registry.tracking import (
     TAG_MODEL_URI,
     experiment_id,
     recipe_client,
+    redact_uri,
 )
 from framework.errors import BackendError
 
@@ -73,8 +74,8 @@ def log_training_run(ctx: "RunContext", step: "Step", record: TrainingRecord) ->
         raise
     except Exception as exc:  # MlflowException, OSError, requests errors from a remote server
         raise BackendError(
-            f"MLflow could not record the training run ({type(exc).__name__}: {exc}). "
-            "Check registry.tracking_uri and that the store is writable."
+            redact_uri(f"MLflow could not record the training run ({type(exc).__name__}: {exc}). "
+                       "Check registry.tracking_uri and that the store is writable.")
         ) from exc
     return run_id, model_uri
 

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from framework.backends.model_registry.tracking import TAG_ADDRESS, TAG_FINGERPRINT, client_for, tracking_uri
+from framework.backends.model_registry.tracking import (TAG_ADDRESS, TAG_FINGERPRINT, client_for, redact_uri,
+                                                        tracking_uri)
 from framework.errors import BackendError
 
 if TYPE_CHECKING:
@@ -135,8 +136,8 @@ def resolve_model(tracking_uri: str, model_name: str, version_or_alias: str,
             mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{model_name}/{version.version}", dst_path=str(target))
         except Exception as exc:  # MlflowException, OSError, network errors
-            raise BackendError(f"Could not download model '{model_name}' version {version.version} "
-                               f"from {tracking_uri}: {exc}") from exc
+            raise BackendError(redact_uri(f"Could not download model '{model_name}' version "
+                                          f"{version.version} from {tracking_uri}: {exc}")) from exc
     if not model_path.is_file():
         raise BackendError(f"Model '{model_name}' version {version.version} has no {MODEL_FILE}: "
                            "Loom serves XGBoost UBJ models only (never pickle).")

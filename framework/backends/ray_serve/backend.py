@@ -8,6 +8,7 @@ import time
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
+from framework.backends.model_registry.tracking import redact_uri
 from framework.errors import BackendError
 from framework.state import WorkspaceState
 
@@ -243,7 +244,7 @@ class _Registry:
         try:
             self.promoter.promote(str(version))
         except BackendError as exc:  # serving already changed: say so rather than fail the step
-            self.ctx.progress(f"warning: {exc}")
+            self.ctx.progress(f"warning: {redact_uri(str(exc))}")
             return
         self.ctx.progress(f"registry: '{self.promoter.alias}' now names version {version}, "
                           "the one serving as stable")
@@ -288,7 +289,7 @@ def _fallback_models(ctx: RunContext) -> list[dict[str, str]]:
             model = resolve_model(uri, level.model_name, level.alias)
         except Exception as exc:  # BackendError or MLflow's own: a missing model or alias
             ctx.progress(f"warning: serving.fallback[{i}]: model '{level.model_name}@{level.alias}' "
-                         f"is not available ({exc}); that fallback level is skipped")
+                         f"is not available ({redact_uri(str(exc))}); that fallback level is skipped")
             continue
         resolved.append({"name": level.model_name, "version": model["version"],
                          "model_path": model["model_path"]})

@@ -147,7 +147,7 @@ def _running_user_config(recipe: Any, workspace: Path) -> dict[str, Any] | None:
 
 
 def _registered(recipe: Any, workspace: Path) -> dict[str, Any]:
-    from framework.backends.model_registry.tracking import tracking_uri
+    from framework.backends.model_registry.tracking import redact_uri, tracking_uri
     from framework.backends.model_registry.versions import resolve_model
 
     uri = tracking_uri(recipe, workspace)
@@ -158,5 +158,6 @@ def _registered(recipe: Any, workspace: Path) -> dict[str, Any]:
         except BackendError as exc:  # alias not set yet: try the next; other failures are real
             if "has no version or alias" not in str(exc):
                 raise
-    raise BackendError(f"No registered version of model '{recipe.model_id}' (alias {' or '.join(aliases)}) "
-                       f"in {uri}. Run `loom launch recipe={recipe.name}` first.")
+    raise BackendError(redact_uri(
+        f"No registered version of model '{recipe.model_id}' (alias {' or '.join(aliases)}) "
+        f"in {uri}. Run `loom launch recipe={recipe.name}` first."))
