@@ -182,7 +182,9 @@ def deploy_demo_app(data_dir: Path, tmp: Path, port: int, replicas: int = 1,
     args = cfg.app_args(recipe, tmp, features=features)
     user_config = {"slots": {"stable": demo_slot(models, "1"), "candidate": demo_slot(models, "2")},
                    "candidate_weight": 0, "shadow_percent": 0, "config_version": 1}
-    traffic.deploy_app(cfg.app_config("churn", args, user_config, surge=True))
+    # Its candidates get faults injected on purpose: replicas honour them only with LOOM_TEST_FAULTS.
+    traffic.deploy_app({**cfg.app_config("churn", args, user_config, surge=True),
+                        "runtime_env": {"env_vars": {"LOOM_TEST_FAULTS": "1"}}})
     return {"url": f"http://{host}:{real_port}/v1/models/churn/predictions", "models": models,
             "recipe": recipe, "ids": customer_ids(data_dir), "replicas": replicas,
             "surge_replicas": surge_replicas}

@@ -73,7 +73,13 @@ class OnlineFeatureClient:
         """
         if not entity_rows:
             return []
-        response = self._store.get_online_features(features=self._service, entity_rows=entity_rows)
+        try:
+            response = self._store.get_online_features(features=self._service, entity_rows=entity_rows)
+        except (TypeError, OverflowError) as exc:
+            # Feast could not serialize the keys: the request's input, not a store failure.
+            from framework.serving.features import EntityKeyError
+
+            raise EntityKeyError(f"The entity keys cannot be looked up: {exc}"[:300]) from exc
         columns = response.to_dict()
         if self._expiring:
             self.expired += _drop_expired(response.proto, columns, self._expiring, time.time())
