@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from framework.backends.base import RunContext
 from framework.backends.model_registry.tracking import redact_uri
 from framework.errors import BackendError
+from framework.serving.settings import proxy_request_timeout_s
 from framework.state import WorkspaceState
 
 
@@ -62,7 +63,8 @@ class ServeBackend:
 
         ray_runtime.connect(ctx.recipe, ctx.workspace)
         http = ctx.recipe.serving.http
-        client = runtime.ensure_serve(http.host, http.port)
+        client = runtime.ensure_serve(http.host, http.port,
+                                      proxy_request_timeout_s(ctx.recipe.serving))
         host, port = runtime.http_address(client)
         if (host, port) != (http.host, http.port):
             # Serve is one HTTP proxy per cluster: an earlier start decided its address.

@@ -7,7 +7,8 @@ from typing import Any
 
 from framework.compile.contract import feature_types
 from framework.serving.auth import key_records
-from framework.serving.settings import MODEL_IMPORT_PATH, AppArgs, deployment_options
+from framework.serving.settings import (MODEL_IMPORT_PATH, AppArgs, deployment_options,
+                                       proxy_request_timeout_s)
 
 IMPORT_PATH = MODEL_IMPORT_PATH
 DEPLOYMENT = "Predictor"
@@ -134,7 +135,8 @@ def serve_config(recipe: Any, workspace: Path, user_config: dict[str, Any],
     http = recipe.serving.http
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": http.host, "port": http.port},
+        "http_options": {"host": http.host, "port": http.port,
+                         "request_timeout_s": proxy_request_timeout_s(recipe.serving)},
         "logging_config": {"enable_access_log": False},
         "applications": [app_config(recipe.app_name, args, user_config),
                          gateway_config(recipe.serving.route_prefix,

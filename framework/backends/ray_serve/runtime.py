@@ -8,8 +8,11 @@ from typing import Any
 from framework.errors import BackendError
 
 
-def ensure_serve(host: str, port: int) -> Any:
+def ensure_serve(host: str, port: int, request_timeout_s: float | None = None) -> Any:
     """Serve's controller client, starting Serve's HTTP proxy on ``host:port`` if it is not running.
+
+    ``request_timeout_s``: the proxy's deadline per request (a little above the recipe's
+    ``serving.timeouts.request_s``, so the replica's own JSON 503 answers first).
 
     Raises:
         BackendError: the port is taken by another process (named in the message).
@@ -29,7 +32,10 @@ def ensure_serve(host: str, port: int) -> Any:
             "serving.http.port to a free port."
         )
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    serve.start(http_options={"host": host, "port": port},
+    options = {"host": host, "port": port}
+    if request_timeout_s is not None:
+        options["request_timeout_s"] = request_timeout_s
+    serve.start(http_options=options,
                 logging_config={"enable_access_log": False})
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Loom prints its own progress
     return _get_global_client()
