@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 ROW_ID = "row_id"
 _ENTITY_ROW = "__loom_row_id"
+_POS = "__loom_position"
 _TIMESTAMP = "event_timestamp"
 PROGRESS_EVERY_S = 2.0
 
@@ -153,64 +154,65 @@ def with_features(ctx: "RunContext", frame: "pd.DataFrame", as_of: str | None) -
 
 
 class _Scorer:
-    """One Ray Data worker: loads the booster once, scores pandas batches in the version's contract."""
+    """One Ray Data worker: loads the booster once and predicts batches of encoded rows.
 
-    def __init__(self, model_path: str, contract: dict[str, Any], version: str, reject: bool) -> None:
+    The driver encodes the rows in the version's contract (feature order, category codes) in one
+    vectorized pass, so workers move and see numbers only, as a hand-written job's would.
+    """
+
+    def __init__(self, model_path: str, multiclass: bool) -> None:
         import xgboost
 
-        from framework.compile.contract import parse
-
-        self.booster = xgboost.Booster(model_file=model_path)
-        self.contract, self.version, self.reject = parse(contract), version, reject
+        self.booster, self.multiclass = xgboost.Booster(model_file=model_path), multiclass
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
-        from framework.backends.ray_train.dataset import feature_matrix
+        import pandas as pd
 
-        c = self.contract
-        categories = {f.name: f.categories or [] for f in c.features if f.categorical}
-        x = feature_matrix(batch, c.names, categories)
-        raw = self.booster.inplace_predict(x)
-        out = batch[[ROW_ID]].copy()
-        prediction, probability = labelled(c, raw)
-        present = batch[c.names].notna().to_numpy() & ~np.isnan(x)
-        complete = present.all(axis=1)
-        if self.reject:  # serving.missing_features: reject, as the API answers 422 for them
-            prediction = np.where(complete, prediction.astype(object), None)
-            probability = np.where(complete, probability, np.nan)
-        out["prediction"], out["probability"] = prediction, probability
-        out["model_version"], out["contract"] = self.version, c.major
-        names = np.array(c.names, dtype=object)
-        out["missing_features"] = ["" if ok else ",".join(names[~row])
-                                   for ok, row in zip(complete, present)]
-        return out
+        raw = self.booster.inplace_predict(batch.drop(columns=[_POS]).to_numpy(np.float32))
+        if self.multiclass:
+            score, klass = raw.max(axis=1).astype("float64"), raw.argmax(axis=1).astype("int64")
+        else:
+            score, klass = raw.astype("float64"), np.full(len(raw), -1, dtype="int64")
+        return pd.DataFrame({_POS: batch[_POS].to_numpy(), "score": score, "klass": klass})
 
 
-def labelled(contract: Any, raw: np.ndarray) -> tuple[Any, Any]:
-    """Predictions and probabilities of raw outputs, as the online API answers them."""
+def answers(contract: Any, score: np.ndarray, klass: np.ndarray) -> tuple[Any, Any]:
+    """Predictions and probabilities, as the online API answers them, from the workers' numbers."""
     if contract.task == "binary":
-        p = raw.astype("float64")
         labels = contract.labels
         if labels is None:
-            return (p >= 0.5).astype("int64"), p
-        return np.where(p >= labels.threshold, labels.positive, labels.negative), p
+            return (score >= 0.5).astype("int64"), score
+        names = np.array([labels.negative, labels.positive], dtype=object)
+        return names[(score >= labels.threshold).astype("int64")], score
     if contract.task == "multiclass":
-        return raw.argmax(axis=1), raw.max(axis=1).astype("float64")
-    return raw.astype("float64"), np.full(len(raw), np.nan)
+        return klass, score
+    return score, np.full(len(score), np.nan)
 
 
 def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd.DataFrame":
-    """Ray Data ``map_batches`` over ``rows`` with ``batch.concurrency`` scoring workers."""
+    """Ray Data ``map_batches`` over ``rows`` with ``batch.concurrency`` scoring workers; ``rows``
+    with their answers, in order (each row exactly once, or nothing)."""
     import pandas as pd
     import ray.data
 
     from framework.backends.ray_runtime import ray_for
+    from framework.compile.contract import parse
 
-    b = ctx.recipe.batch
-    columns = [ROW_ID, *ctx.recipe.feature_names()]
+    from framework.backends.ray_train.dataset import feature_matrix
+
+    b, names = ctx.recipe.batch, ctx.recipe.feature_names()
+    contract = parse(model["contract"])
+    categories = {f.name: f.categories or [] for f in contract.features if f.categorical}
+    lacking = [n for n in contract.names if n not in rows.columns]  # an older major contract's
+    if lacking:
+        rows = rows.assign(**dict.fromkeys(lacking, None))
+    x = feature_matrix(rows, contract.names, categories)
+    absent = rows[contract.names].isna().to_numpy() | np.isnan(x)
+    work = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    work[_POS] = np.arange(len(rows), dtype="int64")
     with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-        ds = ray.data.from_pandas(rows[columns]).map_batches(
-            _Scorer, fn_constructor_args=(model["model_path"], model["contract"], model["version"],
-                                          ctx.recipe.serving.missing_features == "reject"),
+        ds = ray.data.from_pandas(work).map_batches(
+            _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,
             batch_format="pandas")
         parts, done, last = [], 0, time.perf_counter()
@@ -222,12 +224,26 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
                 last = time.perf_counter()
                 ctx.progress(f"batch: {done:,} / {len(rows):,} rows, "
                              f"{done / (last - started):,.0f} rows/s")
-    scored = pd.concat(parts, ignore_index=True) if parts else rows[[ROW_ID]].iloc[:0]
-    scored = rows.drop(columns=ctx.recipe.feature_names()).merge(scored, on=ROW_ID, how="left",
-                                                                  validate="one_to_one")
-    if len(scored) != len(rows):
-        raise BackendError(f"batch: {len(rows)} rows in, {len(scored)} scored; nothing was written.")
-    return scored
+    got = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({_POS: []})
+    pos = got[_POS].to_numpy()
+    order = np.argsort(pos, kind="stable")
+    if len(pos) != len(rows) or not np.array_equal(pos[order], np.arange(len(rows))):
+        raise BackendError(f"batch: {len(rows)} rows in, {len(pos)} scored; nothing was written.")
+    got = got.iloc[order]
+    complete = ~absent.any(axis=1)
+    prediction, probability = answers(contract, got["score"].to_numpy(), got["klass"].to_numpy())
+    if ctx.recipe.serving.missing_features == "reject":  # as the API answers 422 for them
+        prediction = np.where(complete, prediction.astype(object), None)
+        probability = np.where(complete, probability, np.nan)
+    out = rows.drop(columns=[n for n in {*names, *lacking} if n in rows.columns]).reset_index(drop=True)
+    out["prediction"], out["probability"] = prediction, probability
+    out["model_version"], out["contract"] = str(model["version"]), contract.major
+    missing = np.full(len(rows), "", dtype=object)
+    feature = np.array(contract.names, dtype=object)
+    for i in np.flatnonzero(~complete):  # usually none: no per-row work for complete rows
+        missing[i] = ",".join(feature[absent[i]])  # null, or a category the version never saw
+    out["missing_features"] = missing
+    return out
 
 
 def _write(scored: "pd.DataFrame", req: BatchRequest, model: dict[str, Any], fingerprint: str,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from framework.backends.batch import ROW_ID, labelled, read_input
+from framework.backends.batch import ROW_ID, answers, read_input
 from framework.compile.contract import Contract
 from framework.errors import DataError
 from framework.loading.compose import load_recipe
@@ -51,11 +51,12 @@ def test_labels_are_the_apis(tmp_path: Path) -> None:
     features = [{"name": "x", "type": "float64"}]
     binary = Contract(task="binary", features=features,
                       labels={"threshold": 0.47, "positive": "fraud", "negative": "legit"})
-    prediction, probability = labelled(binary, np.array([0.5, 0.48, 0.1], dtype=np.float32))
+    prediction, probability = answers(binary, np.array([0.5, 0.48, 0.1]), np.full(3, -1))
     assert prediction.tolist() == ["fraud", "fraud", "legit"]
     assert probability.dtype == np.float64
     multi = Contract(task="multiclass", num_class=3, features=features)
-    prediction, probability = labelled(multi, np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]]))
+    prediction, probability = answers(multi, np.array([0.7, 0.6]), np.array([1, 0]))
     assert prediction.tolist() == [1, 0] and probability.tolist() == [0.7, 0.6]
-    value, probability = labelled(Contract(task="regression", features=features), np.array([3.5]))
+    value, probability = answers(Contract(task="regression", features=features), np.array([3.5]),
+                                 np.array([-1]))
     assert value.tolist() == [3.5] and np.isnan(probability).all()
