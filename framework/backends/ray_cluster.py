@@ -40,50 +40,66 @@ def _ray_dir(workspace: Path) -> Path:
 
 
 def temp_dir(workspace: Path) -> Path:
-    """Ray's temp dir: ``<workspace>/ray/tmp`` when short enough, else a short /tmp path named for it."""
+    """Ray's temp dir: ``<workspace>/ray/tmp`` when short enough, else ``/tmp/loom-ray-<hash>/r``.
+
+    Either way its parent is a 0700 directory of this user's (``ensure_temp_dir``): Ray makes its
+    temp and session dirs world-writable (0777, "so others can use it"), so the privacy has to
+    come from the directory above.
+    """
     inside = _ray_dir(workspace) / "tmp"
     if len(str(inside)) <= MAX_TEMP_DIR_LEN:
         return inside
     tag = hashlib.sha256(str(inside).encode()).hexdigest()[:10]
-    return Path("/tmp") / f"loom-ray-{tag}"
+    return Path("/tmp") / f"loom-ray-{tag}" / "r"
 
 
 def ensure_temp_dir(path: Path) -> Path:
-    """Create Ray's temp dir 0700, or check that an existing one is this user's own, private dir.
+    """Create Ray's temp dir inside a private parent: the parent created 0700, or checked to be
+    this user's own directory that nobody else can write (then tightened to 0700).
 
     The short ``/tmp`` name is predictable: another user could create it first (or a symlink
     there) to read session files or plant sockets. Refuse then, instead of using it.
 
     Raises:
-        BackendError: the path is a symlink, not a directory, another user's, or writable by others.
+        BackendError: the parent or the dir is a symlink, not a directory, or another user's; or
+            the parent is writable by others.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private = path.parent
+    private.parent.mkdir(parents=True, exist_ok=True)
+    _check_private(private, _mkdir(private))
+    _check_private(path, _mkdir(path), mode_too=False)  # Ray chmods it 0777 itself
+    return path
+
+
+def _mkdir(path: Path) -> os.stat_result:
     try:
         path.mkdir(mode=0o700)
     except FileExistsError:
         pass
-    st = os.lstat(path)
-    problem = _temp_dir_problem(st)
+    return os.lstat(path)
+
+
+def _check_private(path: Path, st: os.stat_result, mode_too: bool = True) -> None:
+    problem = _temp_dir_problem(st, mode_too)
     if problem:
         raise BackendError(
             f"Refusing Ray's temp dir {path}: {problem}. Someone else may have made it to read or "
             "plant Ray's session files. Remove it (or move the workspace to a shorter path, so the "
             "temp dir lives inside it) and run the command again."
         )
-    if stat.S_IMODE(st.st_mode) != 0o700:
+    if mode_too and stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)  # ours and not writable by others: only tighten the read bits
-    return path
 
 
-def _temp_dir_problem(st: os.stat_result) -> str | None:
+def _temp_dir_problem(st: os.stat_result, mode_too: bool) -> str | None:
     if stat.S_ISLNK(st.st_mode):
         return "it is a symbolic link"
     if not stat.S_ISDIR(st.st_mode):
         return "it is not a directory"
     if st.st_uid != os.getuid():
         return f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-    if st.st_mode & 0o022:
+    if mode_too and st.st_mode & 0o022:
         return f"it is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
     return None
 
@@ -113,9 +129,16 @@ def token_path(workspace: Path) -> Path:
     return _ray_dir(workspace) / "auth_token"
 
 
+#: Ray rewrites ``--node-ip-address=127.0.0.1`` to the machine's external address
+#: (``services.resolve_ip_for_localhost``) unless multi-node clusters are off; off, the node IP is
+#: 127.0.0.1 and Ray binds its servers, agents and metrics exporter there. Measured with ray 2.60.
+SINGLE_NODE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def client_env(workspace: Path) -> dict[str, str]:
     """Environment a driver (or the ``ray``/``serve`` CLI) needs to talk to this head."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path(workspace))}
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path(workspace)),
+            **SINGLE_NODE_ENV}
 
 
 def use_head_env(workspace: Path) -> None:
@@ -126,9 +149,11 @@ def use_head_env(workspace: Path) -> None:
     """
     os.environ.update(client_env(workspace))
     if "ray" in sys.modules:
+        from ray._private import ray_constants
         from ray._raylet import Config
 
         Config.initialize("")
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: this driver's node IP is 127.0.0.1
 
 
 def _write_token(path: Path) -> None:
@@ -144,6 +169,9 @@ def _write_token(path: Path) -> None:
 def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
     """None when ``host:port`` is free to listen on, else who holds it: ``pid 123 (redis-server)``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves bind: a port whose last connections linger in TIME_WAIT
+        # (right after `loom down`) is free; only a listener holds it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
             return None
@@ -344,4 +372,6 @@ def down(workspace: Path, wait_s: float = 20.0, remove_temp: bool = False) -> di
     address_file.unlink(missing_ok=True)
     if remove_temp and not pids:
         shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.parent.name.startswith("loom-ray-"):  # the private /tmp parent made for it
+            shutil.rmtree(tmp.parent, ignore_errors=True)
     return status(workspace)
