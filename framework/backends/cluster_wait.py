@@ -157,6 +157,6 @@ def _live_actors() -> list[tuple[str, float]]:
     out = []
     for raw in accessor.get_actor_table(None, "ALIVE"):
         data = gcs_pb2.ActorTableData.FromString(raw)
-        label = data.class_name + (f" '{data.name}'" if data.name else "")
+        label = data.class_name.rsplit(".", 1)[-1] + (f" '{data.name}'" if data.name else "")
         out.append((label, float(dict(data.required_resources).get("CPU", 0.0))))
     return out

@@ -108,21 +108,36 @@ def run_sweep(job: SweepJob, data: dict[str, np.ndarray],
         if wait.expired():
             raise wait.timeout_error() from exc
         raise
+    finally:
+        _WAITS.pop(id(wait), None)
     if wait.expired():  # Tune may end the run on a callback's error instead of raising it
         raise wait.timeout_error()
     return _summary(job, results, time.perf_counter() - started)
+
+
+#: Live waits by id: Tune pickles its callbacks, and a wait holds a thread and a lock.
+_WAITS: dict[int, Any] = {}
 
 
 def _give_up_after(wait: Any) -> Any:
     """A Tune callback that stops the sweep once ``wait`` has run past its bound."""
     from ray import tune
 
-    class GiveUp(tune.Callback):
-        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-            if wait.expired():
-                raise wait.timeout_error()
+    _WAITS[id(wait)] = wait
 
-    return GiveUp()
+    class GiveUp(tune.Callback):
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            # Looked up through the module, so pickling this class does not copy the live wait.
+            from framework.backends.ray_tune import _core
+
+            live = _core._WAITS.get(self.key)
+            if live is not None and live.expired():
+                raise live.timeout_error()
+
+    return GiveUp(id(wait))
 
 
 def _scheduler(job: SweepJob) -> Any:
