@@ -47,6 +47,8 @@ def ray_session():
     import ray
 
     temp_dir = f"/tmp/loom-test-ray-{os.getpid()}"
+    # Loopback only, as the workspace head: without it Ray swaps 127.0.0.1 for the external address.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir,
              runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}})
     yield ray

@@ -15,7 +15,8 @@ class Env(Spec):
     )
     ray_address: str = Field(
         default="",
-        description="Ray cluster address (ray://host:10001 or host:6379); empty starts a local Ray.",
+        description="Ray cluster address (ray://host:10001 or host:6379); empty uses the "
+        "workspace's own head (127.0.0.1, token auth), started when a command needs it.",
         json_schema_extra=ENV_DRIVEN,
     )
     ray_num_cpus: int | None = Field(
