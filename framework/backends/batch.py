@@ -176,6 +176,24 @@ class _Scorer:
         return pd.DataFrame({_POS: batch[_POS].to_numpy(), "score": score, "klass": klass})
 
 
+def _require_cpus(need: float) -> None:
+    """Refuse a job whose scoring workers cannot get their CPUs (Ray Data would wait forever).
+
+    Raises:
+        BackendError: with what the job asks for and what the cluster has free.
+    """
+    import ray
+
+    free = float(ray.available_resources().get("CPU", 0.0))
+    if need > free + 1e-9:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        raise BackendError(
+            f"batch: the scoring workers need {need:g} CPU (batch.concurrency x "
+            f"batch.cpus_per_worker) and the Ray cluster has {free:g} of {total:g} free (serving "
+            "holds the rest). Lower batch.cpus_per_worker or batch.concurrency, e.g. "
+            f"batch.cpus_per_worker={max(free, 0.1):.1f}, or free CPUs (`loom status`).")
+
+
 def answers(contract: Any, score: np.ndarray, klass: np.ndarray) -> tuple[Any, Any]:
     """Predictions and probabilities, as the online API answers them, from the workers' numbers."""
     if contract.task == "binary":
@@ -211,6 +229,7 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
     work = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     work[_POS] = np.arange(len(rows), dtype="int64")
     with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
+        _require_cpus(b.cpus_per_worker * b.concurrency)
         ds = ray.data.from_pandas(work).map_batches(
             _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,

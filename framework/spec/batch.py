@@ -32,4 +32,6 @@ class Batch(Spec):
         default=10_000, ge=1, le=1_000_000, description="Rows per batch handed to the model."
     )
     concurrency: int = Field(default=1, ge=1, le=1024, description="Ray Data scoring workers.")
-    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per scoring worker.")
+    cpus_per_worker: float = Field(
+        default=0.5, gt=0, description="CPUs reserved per scoring worker (they must be free on the "
+        "cluster beside what serves, or the job is refused with the numbers).")
