@@ -189,7 +189,7 @@ def _require_cpus(need: float) -> None:
         total = float(ray.cluster_resources().get("CPU", 0.0))
         raise BackendError(
             f"batch: the job needs {need:g} CPU free (batch.concurrency x batch.cpus_per_worker, "
-            f"plus one for Ray Data's own tasks) and the Ray cluster has {free:g} of {total:g} "
+            f"and at least one for Ray Data's own tasks) and the Ray cluster has {free:g} of {total:g} "
             "free (serving holds the rest). Lower batch.cpus_per_worker or batch.concurrency, or "
             "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
 
@@ -229,8 +229,8 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
     work = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     work[_POS] = np.arange(len(rows), dtype="int64")
     with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-        # Ray Data's own tasks ask for a whole CPU beside the scoring workers.
-        _require_cpus(b.cpus_per_worker * b.concurrency + 1.0)
+        # Ray Data's own tasks ask for a whole CPU, so at least one must be free.
+        _require_cpus(max(b.cpus_per_worker * b.concurrency, 1.0))
         ds = ray.data.from_pandas(work).map_batches(
             _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,
