@@ -46,6 +46,7 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
     Returns:
         One Problem per failure, each naming the file, the recipe key and the fix.
     """
+    from framework.api import workspace_of
     from framework.backends.feast.sources import check_sources
     from framework.backends.resources import resource_problems
 
@@ -55,12 +56,6 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
     problems += resource_problems(recipe, kinds, workspace_of(recipe, project_dir))
     return [Problem(path=p.path, message=p.message, file=p.file or origin(p.path), value=p.value,
                     has_value=p.has_value, hint=p.hint) for p in problems]
-
-
-def workspace_of(recipe: "Recipe", project_dir: Path) -> Path:
-    """The recipe's absolute workspace directory (as ``framework.api.workspace_of``)."""
-    path = Path(recipe.env.workspace_dir).expanduser()
-    return path if path.is_absolute() else (Path(project_dir) / path).resolve()
 
 
 def raise_for(problems: list[Problem]) -> None:
