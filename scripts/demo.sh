@@ -31,6 +31,9 @@ step "loom plan recipe=churn   (nothing left to do)"
 $LOOM plan recipe=churn
 step "POST /v1/predictions   (one route, any deployed model by model_id)"
 .venv/bin/python scripts/demo_predictions.py --url http://127.0.0.1:8000 --data data
+step "loom batch recipe=churn   (every customer scored offline, point in time, by the champion)"
+$LOOM batch recipe=churn
+.venv/bin/python -c "import pandas as pd; print(pd.read_parquet('.loom/batch/churn/predictions.parquet').head(5).to_string(index=False))"
 step "loom status"
 $LOOM status
 cat <<MSG

@@ -176,6 +176,37 @@ class _Scorer:
         return pd.DataFrame({_POS: batch[_POS].to_numpy(), "score": score, "klass": klass})
 
 
+def _dataset(frame: "pd.DataFrame", blocks: int) -> Any:
+    """``frame`` as a Ray Dataset of ``blocks`` blocks, built without a task.
+
+    ``ray.data.from_pandas`` (and ``from_arrow`` and ``read_parquet``) computes each block's
+    metadata in a remote task that asks for a whole CPU, which never starts on a head whose
+    served models leave less than one CPU free: the job hung. The metadata is computed here, on
+    the driver, and the blocks go into the object store as ``from_pandas_refs`` puts them (the
+    same logical operator, Ray 2.60's own), so the only CPUs the job asks for are its scoring
+    workers' ``batch.cpus_per_worker``.
+    """
+    import ray
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators.from_operators import FromPandas
+    from ray.data._internal.stats import DatasetStats
+    from ray.data._internal.util import get_table_block_metadata_schema
+    from ray.data.context import DataContext
+    from ray.data.dataset import MaterializedDataset
+
+    parts = [frame.iloc[i:j] for i, j in _bounds(len(frame), blocks)]
+    meta = [get_table_block_metadata_schema(p) for p in parts]
+    context = DataContext.get_current().copy()
+    plan = LogicalPlan(FromPandas([ray.put(p) for p in parts], meta), context)
+    return MaterializedDataset(plan, context, DatasetStats(metadata={"FromPandas": meta}, parent=None))
+
+
+def _bounds(rows: int, blocks: int) -> list[tuple[int, int]]:
+    """``blocks`` contiguous ``(start, stop)`` row ranges covering ``rows`` (at least one)."""
+    edges = np.linspace(0, rows, max(1, min(blocks, rows)) + 1).astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
 def _require_cpus(need: float) -> None:
     """Refuse a job whose scoring workers cannot get their CPUs (Ray Data would wait forever).
 
@@ -188,8 +219,8 @@ def _require_cpus(need: float) -> None:
     if need > free + 1e-9:
         total = float(ray.cluster_resources().get("CPU", 0.0))
         raise BackendError(
-            f"batch: the job needs {need:g} CPU free (batch.concurrency x batch.cpus_per_worker, "
-            f"and at least one for Ray Data's own tasks) and the Ray cluster has {free:g} of {total:g} "
+            f"batch: the job needs {need:g} CPU free (batch.concurrency x batch.cpus_per_worker) "
+            f"and the Ray cluster has {free:g} of {total:g} "
             "free (serving holds the rest). Lower batch.cpus_per_worker or batch.concurrency, or "
             "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
 
@@ -211,7 +242,6 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
     """Ray Data ``map_batches`` over ``rows`` with ``batch.concurrency`` scoring workers; ``rows``
     with their answers, in order (each row exactly once, or nothing)."""
     import pandas as pd
-    import ray.data
 
     from framework.backends.ray_runtime import ray_for
     from framework.compile.contract import parse
@@ -229,9 +259,9 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
     work = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     work[_POS] = np.arange(len(rows), dtype="int64")
     with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-        # Ray Data's own tasks ask for a whole CPU, so at least one must be free.
-        _require_cpus(max(b.cpus_per_worker * b.concurrency, 1.0))
-        ds = ray.data.from_pandas(work).map_batches(
+        _require_cpus(b.cpus_per_worker * b.concurrency)
+        blocks = min(-(-len(work) // b.batch_size), 4 * b.concurrency)
+        ds = _dataset(work, blocks).map_batches(
             _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,
             batch_format="pandas")

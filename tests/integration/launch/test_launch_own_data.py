@@ -100,6 +100,46 @@ def _args(port: int, **extra: str) -> list[str]:
     return ["recipe=loans", *(k if k.startswith("~") else f"{k}={v}" for k, v in settings.items())]
 
 
+@contextlib.contextmanager
+def _cpus_left(free: float):
+    """Hold the session Ray's CPUs but ``free`` with an idle actor while the block runs."""
+    import ray
+
+    held = float(ray.available_resources().get("CPU", 0.0)) - free
+    assert held > 0, ray.available_resources()
+
+    @ray.remote(num_cpus=held)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    ray.get(holder.ready.remote(), timeout=60)
+    try:
+        yield
+    finally:
+        ray.kill(holder)
+
+
+def _bounded(call: Any, timeout_s: float) -> Any:
+    """``call()`` in a thread; fails the test (instead of hanging it) if it has not returned."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = call()
+        except BaseException as exc:  # re-raised in the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"still running after {timeout_s} s (waiting for CPUs?)"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def _batch_matches_the_api(project: Path, url: str, port: int) -> None:
     """1,000 applicants (10 with an employment override) and one unknown, scored both ways."""
     import pandas as pd
@@ -111,7 +151,8 @@ def _batch_matches_the_api(project: Path, url: str, port: int) -> None:
     frame = pd.DataFrame({"applicant_id": ids + [99], "employment": override + [None]})
     frame.to_parquet(project / "to_score.parquet", index=False)
     options = api.BatchOptions(input=Path("to_score.parquet"), output=Path("scored.parquet"))
-    job = api.batch(_args(port), options=options)
+    with _cpus_left(0.6):  # as on a head that serves two models: less than one CPU free
+        job = _bounded(lambda: api.batch(_args(port), options=options), timeout_s=240)
     out = pd.read_parquet(project / "scored.parquet")
     assert job["rows"] == len(out) == N + 1 and out["row_id"].tolist() == list(range(N + 1))
     assert job["missing"] == 1 and out.iloc[-1]["missing_features"] and pd.isna(out.iloc[-1]["prediction"])
