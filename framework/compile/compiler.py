@@ -35,6 +35,15 @@ def _section(model: Any) -> Any:
     return model.model_dump(mode="json")
 
 
+def _view_section(v: Any) -> Any:
+    """A view's fingerprint input; ``push`` counts only when on, so views that never push keep
+    the fingerprints they had before views could push (no re-apply and retrain on upgrade)."""
+    section = _section(v)
+    if not section.get("push"):
+        section.pop("push", None)
+    return section
+
+
 def _feature_steps(b: _Builder, r: Recipe, data_fps: dict[str, str]) -> tuple[list[str], str, str]:
     project = r.project
     entities = {
@@ -46,9 +55,10 @@ def _feature_steps(b: _Builder, r: Recipe, data_fps: dict[str, str]) -> tuple[li
     for name, v in r.features.views.items():
         source = r.data.sources[v.source]
         views.append(b.add(
-            f"feast.view.{name}", "feast.view", [project, _section(v), _section(source)],
+            f"feast.view.{name}", "feast.view", [project, _view_section(v), _section(source)],
             [entities[e] for e in v.entities],
-            name=name, source=v.source, ttl_s=v.ttl_s, online=v.online, fields=list(v.fields),
+            name=name, source=v.source, ttl_s=v.ttl_s, online=v.online, push=v.push,
+            fields=list(v.fields),
         ))
     svc = r.features.service
     service = b.add(f"feast.service.{svc.name}", "feast.service", [project, _section(svc)], views,

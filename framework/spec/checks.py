@@ -80,6 +80,38 @@ def check_unique_feature_names(r: Recipe) -> list[Problem]:
     return problems
 
 
+def check_push_views(r: Recipe) -> list[Problem]:
+    """A ``push: true`` view is online and reads a parquet source no other view or the label reads.
+
+    Pushed rows are appended to the source's file: another reader of the file would see rows with
+    only this view's columns filled, and a CSV source's parquet copy is rebuilt without them.
+    """
+    problems = []
+    for name, v in r.features.views.items():
+        if not v.push:
+            continue
+        path = f"features.views.{name}.push"
+        if not v.online:
+            problems.append(_problem(path, True, "A push view writes to the online store; it needs "
+                                     "online: true.", f"Set features.views.{name}.online: true, or "
+                                     "remove push."))
+        src = r.data.sources.get(v.source)
+        if src is not None and src.type != "parquet":
+            problems.append(_problem(path, True, f"Pushed rows are appended to the view's source "
+                                     f"file; source '{v.source}' is {src.type}, and only parquet "
+                                     "sources can take them.", f"Convert data.sources.{v.source} to "
+                                     "parquet, or remove push."))
+        others = [n for n, o in r.features.views.items() if n != name and o.source == v.source]
+        if v.source == r.training.label.source:
+            others.append("training.label")
+        if others:
+            problems.append(_problem(path, True, f"Source '{v.source}' is also read by "
+                                     f"{', '.join(others)}; pushed rows would reach them with only "
+                                     f"the columns of view '{name}' filled.", "Give the push view a source "
+                                     "of its own."))
+    return problems
+
+
 def check_label_source(r: Recipe) -> list[Problem]:
     """The training label reads a declared data source."""
     src = r.training.label.source
@@ -291,6 +323,7 @@ CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_view_entities,
     check_service_features,
     check_unique_feature_names,
+    check_push_views,
     check_label_source,
     check_label_not_a_feature,
     check_split_fractions,

@@ -34,6 +34,15 @@ class FeatureView(Spec):
         ),
     )
     online: bool = Field(default=True, description="Materialize into the online store for serving.")
+    push: bool = Field(
+        default=False,
+        description=(
+            "Also fed by a Feast push source: streaming events that carry this view's fields write "
+            "them to the online store (before their prediction) and to the offline store (appended "
+            "to the source's parquet file, so later training sees them). Needs online: true and a "
+            "parquet source of its own."
+        ),
+    )
     fields: dict[str, ValueType] = Field(
         description="Feature columns and their types.", min_length=1
     )

@@ -131,6 +131,8 @@ class FeastBackend:
         # Views sharing a source are applied together so their stored source times agree.
         siblings = [n for n, v in state["views"].items() if v["source"] == source]
         self._apply_objects(ctx, state, lambda o: [o["sources"][source], *(o["views"][n] for n in siblings)])
+        if "push_source" not in state["views"][name]:
+            _drop_push_source(self.store(ctx), name)
         return {"name": name, "source": source, "path": str(path)}
 
     def _apply_service(self, step: "Step", ctx: "RunContext") -> dict[str, Any]:
@@ -153,6 +155,8 @@ class FeastBackend:
         if obj is not None:
             try:
                 self.store(ctx).apply([], objects_to_delete=[obj], partial=False)
+                if kind == "feast.view":
+                    _drop_push_source(self.store(ctx), name)
             except Exception as exc:  # noqa: BLE001
                 raise BackendError(f"Feast could not delete {kind} '{name}': {exc}") from exc
         repo.save_state(_repo(ctx), state)
@@ -198,17 +202,47 @@ def _sync_infra(store: Any) -> None:
     store.registry.update_infra(infra, store.project, commit=True)
 
 
+def _drop_push_source(store: Any, view: str) -> None:
+    """Remove the push source of a view that no longer pushes (or is gone) from the registry.
+
+    Feast 0.67 updates a view whose schema is unchanged in place and copies its stream source only
+    when the new view has one, so turning ``push`` off would leave the old push source on the view.
+    """
+    from feast.data_source import PushSource
+
+    from framework.backends.feast.specs import push_source_name
+
+    name, reg, project = push_source_name(view), store.registry, store.project
+    reg._prepare_registry_for_changes(project)
+    changed = False
+    for proto in reg.cached_registry_proto.feature_views:
+        if (proto.spec.name == view and proto.spec.project == project
+                and proto.spec.HasField("stream_source") and proto.spec.stream_source.name == name):
+            proto.spec.ClearField("stream_source")
+            changed = True
+    if changed:
+        reg.commit()
+    if any(isinstance(d, PushSource) and d.name == name
+           for d in reg.list_data_sources(project, allow_cache=False)):
+        reg.delete_data_source(name, project, commit=True)
+
+
 def _pin_source_meta(store: Any, state: dict[str, Any]) -> None:
-    """Record the source times stored inside the views in the source specs (see ``objects._source``)."""
+    """Record the source times stored inside the views in the source specs (see ``objects._source``),
+    and a push view's push source times in its view spec (``objects._push_source``)."""
     from feast.errors import FeastObjectNotFoundException
 
     for name, spec in state["views"].items():
         try:
-            src = store.registry.get_feature_view(name, store.project, allow_cache=False).batch_source
+            fv = store.registry.get_feature_view(name, store.project, allow_cache=False)
         except FeastObjectNotFoundException:
             continue  # recorded but gone from the registry: observe reports it absent
+        src = fv.batch_source
         state["sources"][spec["source"]]["meta"] = [
             src.created_timestamp.isoformat(), src.last_updated_timestamp.isoformat()]
+        push = fv.stream_source
+        if spec.get("push_source") and push is not None and push.name == spec["push_source"]:
+            spec["push_meta"] = [push.created_timestamp.isoformat(), push.last_updated_timestamp.isoformat()]
 
 
 def _repo(ctx: "RunContext") -> Path:

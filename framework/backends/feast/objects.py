@@ -76,10 +76,22 @@ def _view(v: dict[str, Any], entities: dict[str, Any], sources: dict[str, Any]) 
         entities=ents,
         ttl=timedelta(seconds=v["ttl_s"]),
         online=v["online"],
-        source=sources[v["source"]],
+        source=_push_source(v, sources[v["source"]]) if v.get("push_source") else sources[v["source"]],
         schema=[Field(name=c, dtype=getattr(ft, FEAST_TYPES[t][1])) for c, t in v["schema"]],
         tags=dict(v.get("tags", {})),
     )
+
+
+def _push_source(v: dict[str, Any], batch_source: Any) -> Any:
+    """The view's push source over ``batch_source``. Feast 0.67 ties it to a view as the view's
+    ``source``: it becomes the ``stream_source``; materialization and training read ``batch_source``."""
+    from feast import PushSource
+
+    source = PushSource(name=v["push_source"], batch_source=batch_source)
+    if v.get("push_meta"):  # pinned like a file source's times (see _source)
+        source.created_timestamp, source.last_updated_timestamp = (
+            datetime.fromisoformat(t) for t in v["push_meta"])
+    return source
 
 
 def _service(s: dict[str, Any], views: dict[str, Any]) -> Any:

@@ -34,12 +34,24 @@ def source_spec(ctx: "RunContext", name: str, path: str) -> dict[str, Any]:
 
 
 def view_spec(recipe: "Recipe", name: str, fingerprint: str) -> dict[str, Any]:
-    """The spec of feature view ``name``: entity join keys first in the schema, then the fields."""
+    """The spec of feature view ``name``: entity join keys first in the schema, then the fields.
+
+    A ``push`` view also names its push source (``push_source``); the key is absent otherwise, so
+    the specs of views without push stay as they were.
+    """
     v = recipe.features.views[name]
     entities = [[e, _join_key(recipe, e), recipe.features.entities[e].value_type] for e in v.entities]
     schema = [[key, vtype] for _, key, vtype in entities] + [[f, t] for f, t in v.fields.items()]
-    return {"name": name, "entities": entities, "source": v.source, "ttl_s": v.ttl_s,
+    spec = {"name": name, "entities": entities, "source": v.source, "ttl_s": v.ttl_s,
             "online": v.online, "schema": schema, "tags": {**v.tags, FINGERPRINT_TAG: fingerprint}}
+    if v.push:
+        spec["push_source"] = push_source_name(name)
+    return spec
+
+
+def push_source_name(view: str) -> str:
+    """``<view>_push``: the Feast push source feeding a ``push: true`` view."""
+    return f"{view}_push"
 
 
 def service_spec(recipe: "Recipe", fingerprint: str) -> dict[str, Any]:

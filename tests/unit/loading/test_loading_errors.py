@@ -63,6 +63,8 @@ CASES = [
     ("unparsable-override", ["a=(("], ["Cannot parse this override"], "a"),
     ("missing-env-var", ["env.ray_address=${oc.env:LOOM_TEST_NO_SUCH_VAR}"], ["LOOM_TEST_NO_SUCH_VAR"], None),
     ("missing-required-section", ["~training.label"], ["Required key is missing"], "training.label"),
+    ("push-view-offline", ["+features.views.customer_profile.push=true", "+features.views.customer_profile.online=false"], ["A push view writes to the online store; it needs online: true", "Set features.views.customer_profile.online: true"], "features.views.customer_profile.push"),
+    ("push-csv-source", ["+features.views.customer_profile.push=true", "data.sources.customer_snapshots.type=csv"], ["only parquet sources can take them"], "features.views.customer_profile.push"),
     ("ttl-negative", ["features.views.customer_profile.ttl_s=-5"], ["greater than or equal to 0"], "features.views.customer_profile.ttl_s"),
     ("field-type-typo", ["features.views.customer_profile.fields.tenure_months=integer"], ["Did you mean 'int64'?"], "features.views.customer_profile.fields.tenure_months"),
     ("workers-zero", ["training.scaling.num_workers=0"], ["greater than or equal to 1"], "training.scaling.num_workers"),
