@@ -287,6 +287,24 @@ def batch(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | 
     return run_batch(ctx, req)
 
 
+def stream(action: str, args: list[str], templates: tuple[str, ...] = (),
+           project_dir: Path | None = None,
+           progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """``loom stream up | status | down``: the recipe's stream consumers; returns their status.
+
+    Raises:
+        RecipeError: the recipe has no ``streaming`` section.
+        BackendError: the model is not served, the bus does not answer, or CPUs are short.
+    """
+    from framework.streaming import control
+
+    loaded = validate(args, templates, project_dir)
+    ctx = context(loaded.recipe, loaded.project_dir, progress)
+    actions = {"up": lambda: control.up(ctx, progress), "status": lambda: control.status(ctx),
+               "down": lambda: control.down(ctx)}
+    return actions[action]()
+
+
 def _in_project(path: Path, project: Path) -> Path:
     path = Path(path).expanduser()
     return path if path.is_absolute() else (project / path).resolve()

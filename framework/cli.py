@@ -275,6 +275,15 @@ def cmd_batch(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(ns: argparse.Namespace) -> int:
+    from framework import api
+    from framework.streaming.render import render_status
+
+    st = api.stream(ns.action, ns.args, tuple(ns.templates), ns.project, progress=_progress)
+    print(json.dumps(st, indent=2, sort_keys=True) if ns.json else render_status(st))
+    return 0
+
+
 def cmd_schema(ns: argparse.Namespace) -> int:
     from framework import api
 
@@ -305,6 +314,7 @@ COMMANDS = {
     "registry": cmd_registry,
     "rollout": cmd_rollout,
     "batch": cmd_batch,
+    "stream": cmd_stream,
 }
 
 

@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read every row's features as of this time (rows without a timestamp column)")
     p.add_argument("--force", action="store_true", help="score again even if nothing changed")
 
+    p = sub.add_parser("stream", help="streaming inference: consumers that score a stream's events "
+                                      "with the served model")
+    p.add_argument("action", choices=["up", "status", "down"])
+    _recipe_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+
     p = sub.add_parser("schema", help="write the recipe JSON Schema (for editors)")
     p.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
     return parser

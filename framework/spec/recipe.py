@@ -13,6 +13,7 @@ from framework.spec.monitoring import Monitoring
 from framework.spec.registry import Registry
 from framework.spec.rollout import Direct, Rollout
 from framework.spec.serving import Serving
+from framework.spec.streaming import Streaming
 from framework.spec.training import OBJECTIVE_TASK, TASK_METRICS, Task, Training
 
 SCHEMA_VERSION = 1
@@ -35,6 +36,9 @@ class Recipe(Spec):
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     batch: Batch = Field(default_factory=Batch, description="Defaults of `loom batch recipe=NAME` (batch inference).")
+    streaming: Streaming | None = Field(
+        default=None, description="Streaming inference: `loom stream up recipe=NAME` scores the "
+        "events of a stream with the served model (conf/streaming/redis.yaml).")
     env: Env = Field(default_factory=Env, description="Runtime environment.")
 
     @property

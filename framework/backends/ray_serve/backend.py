@@ -81,7 +81,9 @@ class ServeBackend:
         if address.startswith("serving.deploy") and _serve_running(ctx):
             from framework.backends.ray_serve import traffic
             from framework.serving.stats import drop_stats
+            from framework.streaming.control import stop_consumers
 
+            stop_consumers(ctx.recipe.app_name)  # they score with this app's versions
             traffic.delete_app(ctx.recipe.app_name)
             traffic.drop_gateway_if_unused(ctx.recipe.serving.route_prefix)
             drop_stats(ctx.recipe.app_name)

@@ -98,16 +98,16 @@ def test_invalid_override_is_reported(project: Path, overrides, fragments, path)
 
 
 FILE_CASES = [
-    ("python-tag", "payload: !!python/object/apply:os.system ['true']\n", ["bad.yaml:16", "python tags never load"]),
+    ("python-tag", "payload: !!python/object/apply:os.system ['true']\n", ["bad.yaml:17", "python tags never load"]),
     ("target-in-file", "_target_: os.system\n", ["bad.yaml", "'_target_' is not allowed"]),
     ("unbalanced-yaml", "name: [churn\n", ["bad.yaml", "Unreadable YAML"]),
     ("unknown-top-level-key", "trainig: {}\n", ["bad.yaml", "trainig", "Did you mean 'training'?"]),
     ("alias-bomb", "".join(f"l{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)),
-     ["bad.yaml:19", "l3[", "more than 10,000 values once its aliases", "that is the limit"]),
-    ("alias-cycle", "loop: &l [*l]\n", ["bad.yaml:16", "loop[0]", "refers to its own anchor"]),
-    ("deep-nesting", "deep: " + "[" * 900 + "]" * 900 + "\n", ["bad.yaml:16", "deep" + "[0]" * 31, "nest more than 32 deep"]),
+     ["bad.yaml:20", "l3[", "more than 10,000 values once its aliases", "that is the limit"]),
+    ("alias-cycle", "loop: &l [*l]\n", ["bad.yaml:17", "loop[0]", "refers to its own anchor"]),
+    ("deep-nesting", "deep: " + "[" * 900 + "]" * 900 + "\n", ["bad.yaml:17", "deep" + "[0]" * 31, "nest more than 32 deep"]),
     ("deep-through-an-alias", "a: &d " + "[" * 20 + "]" * 20 + "\nb: " + "[" * 15 + "*d" + "]" * 15 + "\n",
-     ["bad.yaml:17", "b" + "[0]" * 15, "nest more than 32 deep"]),
+     ["bad.yaml:18", "b" + "[0]" * 15, "nest more than 32 deep"]),
     ("interpolation-bomb", "b0: xxxxxxxxxx\n" + "".join(f"b{i}: {('${b%d}' % (i - 1)) * 8}\n" for i in range(1, 9)),
      ["bad.yaml", "b6", "more than 1,000,000 characters"]),
     ("reference-chain", "".join(f"c{i}: ${{c{i + 1}}}\n" for i in range(20)) + "c20: x\n", ["bad.yaml", "chain more than 10 deep"]),
@@ -120,7 +120,7 @@ EDIT_CASES = [
     ("defaults-absolute", "  - serving: standard\n", "  - serving: /etc/x\n",
      ["bad.yaml:9", "defaults[4]", "may not leave the template folders"]),
     ("defaults-plain-entry-dotdot", "  - _self_\n", "  - ../../x\n  - _self_\n",
-     ["bad.yaml:13", "defaults[8]", "Got '../../x'"]),
+     ["bad.yaml:14", "defaults[9]", "Got '../../x'"]),
 ]
 
 

@@ -241,3 +241,27 @@ def test_missing_features_go_to_the_model_when_the_recipe_says_so(models, sample
     assert answer["missing_features"] == ["contract_months", "support_calls", "payment_delay_days"]
     full = _ask(lenient, {"entities": {"customer_id": "C000042"}})[0]
     assert "missing_features" not in full
+
+
+def test_events_pick_their_own_slot_and_a_bad_one_fails_alone(models, sample_data):
+    p, table = _predictor(models, sample_data, serving={"cache": {"enabled": False}})
+    p.reconfigure({**_config(models, candidate="2", weight=50, cv=2)})
+    events = [Instance(entities={"customer_id": f"C{i:06d}"}) for i in range(200)]
+    events[5] = Instance(entities={"customer_id": "NOPE"})  # no stored row: missing features
+    events[9] = Instance(entities={"customer_id": "C000009"}, features={"colour": 1})
+    out = asyncio.run(p.predict_each(events))
+    assert isinstance(out[5], ApiError) and out[5].status == 422 and "support_calls" in out[5].message
+    assert isinstance(out[9], ApiError) and "colour" in out[9].message
+    versions = [a["model_version"] for i, a in enumerate(out) if i not in (5, 9)]
+    assert 60 < versions.count("2") < 140 and versions.count("1") + versions.count("2") == 198
+    for i in (0, 1, 2):
+        model = models[out[i]["model_version"]]
+        assert out[i]["probability"] == pytest.approx(_direct(model, table[f"C{i:06d}"]), abs=1e-6)
+
+
+def test_events_wait_while_no_version_is_loaded(models, sample_data):
+    p, _ = _predictor(models, sample_data)
+    p.slots.stable = None
+    with pytest.raises(ApiError) as err:
+        asyncio.run(p.predict_each([Instance(entities={"customer_id": "C000001"})]))
+    assert err.value.status == 503
