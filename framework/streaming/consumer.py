@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -63,6 +64,8 @@ class ConsumerArgs(BaseModel):
     sink_max_len: int = 1_000_000
     dedupe_ttl_s: int = 86_400
     sync_s: float = 1.0
+    push_views: dict[str, dict[str, Any]] = {}
+    """``push: true`` views: name -> ``{"keys", "fields", "timestamp_field"}`` (``feast.push``)."""
 
 
 class StreamConsumer:
@@ -80,6 +83,7 @@ class StreamConsumer:
         self._ready = threading.Event()
         self.predictor: Any = None
         self.parser: EventParser | None = None
+        self.pusher: Any = None
         self._args: dict[str, Any] | None = None
         self._user_config: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._main, name="loom-stream", daemon=True)
@@ -177,8 +181,10 @@ class StreamConsumer:
             return
         args, user_config = config
         if self.predictor is None or self._args != args:
-            self.predictor, self._args, self._user_config = _predictor(args), args, None
-            self.parser = _parser(self.predictor.args, self.a)
+            predictor = _predictor(args)
+            self.pusher = await asyncio.to_thread(_pusher, predictor.args, self.a.push_views)
+            self.predictor, self._args, self._user_config = predictor, args, None
+            self.parser = _parser(predictor.args, self.a)
         if user_config and user_config != self._user_config:
             self.predictor.reconfigure(user_config)
             self._user_config = user_config
@@ -205,6 +211,12 @@ class StreamConsumer:
                 events.append(self.parser.parse(entry, fields))
             except BadEvent as exc:
                 dead.append((entry, dead_fields(entry, str(exc), fields)))
+        if self.pusher is not None and events:
+            refused = await asyncio.to_thread(self._push, events)
+            for event in [e for e in events if e.entry_id in refused]:
+                dead.append((event.entry_id, dead_fields(event.entry_id, refused[event.entry_id],
+                                                         raw[event.entry_id])))
+            events = [e for e in events if e.entry_id not in refused]
         answers = await self.predictor.predict_each([e.instance for e in events]) if events else []
         results, retried = [], 0
         now_ms = time.time() * 1000
@@ -221,6 +233,40 @@ class StreamConsumer:
         self._count([r for r, w in zip(results, written) if w], len(results) - sum(written),
                     len(dead), retried)
         return retried > 0
+
+    def _push(self, events: list[Event]) -> dict[str, str]:
+        """Write the values of events that carry a whole push view into the store, before they
+        are scored (so the lookup sees them). Returns the events the store refused, with why.
+
+        A batch the store refuses is pushed event by event: the events refused alone are bad
+        (dead letters); when every one is refused the store is down, and the error retries the
+        whole batch later.
+        """
+        from framework.errors import BackendError
+
+        refused: dict[str, str] = {}
+        for view, spec in self.a.push_views.items():
+            keys, fields = spec["keys"], list(spec["fields"])
+            carried = [(e, _push_row(e, keys, fields, spec["timestamp_field"])) for e in events]
+            carried = [(e, row) for e, row in carried if row is not None]
+            if not carried:
+                continue
+            try:
+                self.pusher.push(view, [row for _, row in carried])
+                continue
+            except BackendError:
+                pass
+            alone = {}
+            for event, row in carried:
+                try:
+                    self.pusher.push(view, [row])
+                except BackendError as exc:
+                    alone[event.entry_id] = str(exc)
+            if len(alone) == len(carried):
+                raise BackendError(f"the store refused every push to {view}: "
+                                   f"{next(iter(alone.values()))}")
+            refused.update(alone)
+        return refused
 
     def _count(self, written: list[dict[str, Any]], duplicates: int, dead: int, retried: int) -> None:
         degraded = sum(1 for r in written if r["degraded"])
@@ -278,7 +324,28 @@ def _predictor(args: dict[str, Any]) -> Any:
 
 def _parser(args: Any, a: ConsumerArgs) -> EventParser:
     types = {n: args.feature_types.get(n, "float64") for n in args.feature_names}
-    return EventParser(dict(args.entity_keys), types, a.id_field, a.time_field, a.max_id_chars)
+    pushed = {f: t for spec in a.push_views.values() for f, t in spec["fields"].items()}
+    return EventParser(dict(args.entity_keys), types, a.id_field, a.time_field, a.max_id_chars,
+                       {f: t for f, t in pushed.items() if f not in types})
+
+
+def _pusher(args: Any, push_views: dict[str, dict[str, Any]]) -> Any:
+    """A ``Pusher`` for the recipe's push views, or None (none, or no Feast store to push to)."""
+    if not push_views or args.features.get("type") != "feast":
+        return None
+    from framework.backends.feast.push import Pusher
+
+    return Pusher.from_settings(args.features, push_views)
+
+
+def _push_row(event: Event, keys: list[str], fields: list[str], timestamp_field: str) -> dict | None:
+    """The view's row an event carries: every join key and every field, else None (partial
+    values only override the stored ones for this prediction, like request features)."""
+    entities, values = event.instance.entities, event.values
+    if any(k not in entities for k in keys) or any(values.get(f) is None for f in fields):
+        return None
+    return {**{k: entities[k] for k in keys}, **{f: values[f] for f in fields},
+            timestamp_field: datetime.fromtimestamp(event.time_ms / 1000, tz=timezone.utc)}
 
 
 class _Metrics:

@@ -56,7 +56,17 @@ def consumer_args(ctx: "RunContext", index: int) -> dict[str, Any]:
             "start": s.start, "id_field": s.event.id_field, "time_field": s.event.time_field,
             "max_id_chars": s.event.max_id_chars, "read_count": s.read_count,
             "block_ms": s.block_ms, "claim_idle_ms": s.claim_idle_ms,
-            "sink_max_len": s.sink_max_len, "dedupe_ttl_s": s.dedupe_ttl_s, "sync_s": s.sync_s}
+            "sink_max_len": s.sink_max_len, "dedupe_ttl_s": s.dedupe_ttl_s, "sync_s": s.sync_s,
+            "push_views": push_views(recipe)}
+
+
+def push_views(recipe: Any) -> dict[str, dict[str, Any]]:
+    """The recipe's ``push: true`` views as ``feast.push.Pusher`` takes them."""
+    f = recipe.features
+    return {name: {"keys": [k for e in view.entities for k in f.entities[e].join_keys],
+                   "fields": dict(view.fields),
+                   "timestamp_field": recipe.data.sources[view.source].timestamp_field}
+            for name, view in f.views.items() if view.push}
 
 
 def fingerprint(args: dict[str, Any]) -> str:

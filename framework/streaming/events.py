@@ -35,22 +35,26 @@ class Event:
     event_id: str
     time_ms: float
     instance: Instance
+    values: dict[str, Any]  # every typed value it carries: the model's features and push-only fields
 
 
 class EventParser:
     """Checks events for one model (its join keys, features and their types)."""
 
     def __init__(self, entity_keys: dict[str, str], feature_types: dict[str, str], id_field: str,
-                 time_field: str, max_id_chars: int) -> None:
+                 time_field: str, max_id_chars: int, push_types: dict[str, str] | None = None) -> None:
+        """``push_types``: fields of ``push: true`` views that are not model features (an event
+        may carry them to update the store; the model does not read them)."""
         self.keys = dict(entity_keys)
         self.types = dict(feature_types)
+        self.all_types = {**(push_types or {}), **self.types}
         self.id_field, self.time_field, self.max_id_chars = id_field, time_field, max_id_chars
-        self._known = {id_field, time_field, *self.keys, *self.types}
+        self._known = {id_field, time_field, *self.keys, *self.all_types}
 
     def describe(self) -> str:
         """The fields an event may carry, for error messages."""
         return (f"{self.id_field} (required), {self.time_field}, join keys "
-                f"{', '.join(self.keys) or 'none'} and features {', '.join(self.types)}")
+                f"{', '.join(self.keys) or 'none'} and features {', '.join(self.all_types)}")
 
     def parse(self, entry_id: str, raw: dict[Any, Any]) -> Event:
         """The event of one stream entry.
@@ -74,12 +78,13 @@ class EventParser:
             raise BadEvent(f"field '{long[0][:64]}' is longer than {MAX_VALUE_CHARS} characters")
         time_ms = self._time(fields.get(self.time_field), entry_id)
         entities = {k: self._key(k, fields[k]) for k in self.keys if k in fields}
-        features = {k: self._value(k, v) for k, v in fields.items() if k in self.types}
+        values = {k: self._value(k, v) for k, v in fields.items() if k in self.all_types}
+        features = {k: v for k, v in values.items() if k in self.types}
         if not entities and not features:
             raise BadEvent(f"no join keys ({', '.join(self.keys)}) and no feature values: nothing "
                            "to score")
         return Event(entry_id, event_id, time_ms, Instance.model_construct(
-            entities=entities, features=features))
+            entities=entities, features=features), values)
 
     def _time(self, text: str | None, entry_id: str) -> float:
         if not text:  # the moment the bus took it: the entry id's milliseconds
@@ -100,7 +105,7 @@ class EventParser:
                            f"({self.keys[name]})") from None
 
     def _value(self, name: str, text: str) -> Any:
-        kind = self.types[name]
+        kind = self.all_types[name]
         if text == "":
             return None  # sent empty: the stored value stands
         if kind in _INTS or kind in _FLOATS:

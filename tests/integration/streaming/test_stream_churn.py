@@ -2,7 +2,8 @@
 
 10,000 events go through two consumer actors; one is killed with SIGKILL halfway. Every event id
 gets exactly one result, bad events land in the dead-letter stream with their reason, and the
-answers equal the online API's.
+answers equal the online API's. An event that carries the whole push view updates the online and
+offline stores before it is scored (the speed layer).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _args(port: int, redis: str) -> list[str]:
             "serving.num_cpus_per_replica=0.2", "serving.surge_replicas=0",
             "serving.cache.enabled=false", "training.model.num_boost_round=10",
             f"streaming.bus.url=redis://{redis}/0", "streaming.consumers=2",
-            "streaming.cpus_per_consumer=0.05", "streaming.claim_idle_ms=1000", "streaming.start=all"]
+            "streaming.cpus_per_consumer=0.05", "streaming.claim_idle_ms=1000", "streaming.start=all",
+            "+features.views.customer_profile.push=true"]
 
 
 def _produce(client, source: str, customers: list[str], start: int, stop: int) -> None:
@@ -123,12 +125,29 @@ def test_events_are_scored_once_each_through_a_consumer_crash(ray_session, proje
             assert got["prediction"] == online["prediction"]
             assert got["model_version"] == online["model_version"] == "1"
 
+        # The speed layer: an event with every field of the push view writes them to both stores.
+        fresh = {"tenure_months": 1, "monthly_charges": 99.5, "contract_months": 1,
+                 "support_calls": 9, "payment_delay_days": 30.0}
+        client.xadd(names["source"], {"event_id": "push-1", "customer_id": "C000042",
+                                      **{k: str(v) for k, v in fresh.items()}})
+        _wait(lambda: client.xlen(names["sink"]) >= EVENTS + 1, 60, "the pushed event's result")
+        pushed = client.xrevrange(names["sink"], count=1)[0][1]
+        assert pushed["event_id"] == "push-1"
+        status, _, given = H.call(url, {"entities": {"customer_id": "C000042"}, "features": fresh}, KEY)
+        status2, _, looked = H.call(url, {"entities": {"customer_id": "C000042"}}, KEY)
+        assert status == status2 == 200
+        assert float(pushed["probability"]) == pytest.approx(given["probability"], abs=1e-6)
+        assert looked["probability"] == pytest.approx(given["probability"], abs=1e-6)  # online
+        source = pd.read_parquet(project / "data" / "churn" / "features.parquet")
+        row = source[source["customer_id"] == "C000042"].sort_values("event_timestamp").iloc[-1]
+        assert row["monthly_charges"] == 99.5 and row["support_calls"] == 9  # offline, for training
+
         # Ray restarted the killed consumer (it imports the model's stack again: seconds).
         _wait(lambda: all(c["ready"] for c in api.stream("status", args)["consumers"]), 120,
               "the killed consumer to be back")
         st = api.stream("status", args)
         assert st["group"]["pending"] == 0 and st["group"]["lag"] == 0, st["group"]
-        assert st["lengths"]["sink"] == EVENTS and st["lengths"]["dead_letter"] == len(bad)
+        assert st["lengths"]["sink"] == EVENTS + 1 and st["lengths"]["dead_letter"] == len(bad)
         assert len(st["consumers"]) == 2, st["consumers"]
         assert {c["consumer"]: c["alive_s"] < 600 for c in st["consumers"]} == {"c0": True, "c1": True}
         total = sum(c["ok"] + c["degraded"] for c in st["consumers"])
