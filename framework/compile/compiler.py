@@ -111,8 +111,11 @@ def _gate_text(g: Any) -> str:
 
 def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> None:
     s = r.serving
+    # monitoring.enabled: false turns the replicas' metrics off (new builder args); the input is
+    # added only then, so the usual recipe's fingerprint does not change with it.
+    inputs = [r.model_id, _section(s)] + ([] if r.monitoring.enabled else [{"metrics": False}])
     deploy = b.add(
-        "serving.deploy", "serving.deploy", [r.model_id, _section(s)], [register, materialize],
+        "serving.deploy", "serving.deploy", inputs, [register, materialize],
         app=r.model_id, route=f"{s.route_prefix.rstrip('/')}/v1/models/{r.model_id}/predictions",
         replicas=s.autoscaling.model_dump() if s.autoscaling else s.replicas,
         host=s.http.host, port=s.http.port,
@@ -125,7 +128,7 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
         # serving change does not re-render them.
         b.add("monitoring.rules", "monitoring.rules",
               [r.model_id, _section(r.monitoring), RULES_RENDERING], [],
-              alerts=[a.name for a in r.monitoring.alerts], drift_psi_alert=r.monitoring.drift.psi_alert)
+              alerts=[a.name for a in r.monitoring.alerts])
 
 
 def rollout_targets(ro: Any) -> list[tuple[str, list[Any], dict[str, Any]]]:

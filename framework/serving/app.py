@@ -72,7 +72,7 @@ class LoomPredictor:
         self._rng = random.Random()
         predict_fn = self._predict_batched if serving.batching.enabled else self._predict_direct
         self.predictor = Predictor(self.args, lookup, predict_fn,
-                                   make_metrics(self.args.model_id, True), self.stats)
+                                   make_metrics(self.args.model_id, self.args.metrics), self.stats)
         if serving.batching.enabled:
             self._batched.set_max_batch_size(serving.batching.max_batch_size)
             self._batched.set_batch_wait_timeout_s(serving.batching.batch_wait_timeout_ms / 1000)

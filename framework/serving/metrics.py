@@ -3,7 +3,7 @@
 Names as scraped from Ray's metrics port:
 
 - ``ray_loom_requests_total{model,version,outcome}``  outcome: ok, degraded, client_error, error
-- ``ray_loom_request_latency_ms_bucket{model}``       request latency histogram
+- ``ray_loom_request_latency_ms_bucket{model,version}`` request latency histogram
 - ``ray_loom_feature_lookup_latency_ms_bucket{model}`` online feature lookup latency histogram
 - ``ray_loom_cache_hits_total{model}``                 answers served from the cache
 - ``ray_loom_fallbacks_total{model,level}``            answers from a fallback level
@@ -52,7 +52,7 @@ class ServeMetrics(NullMetrics):
             tag_keys=("model", "version", "outcome"))
         self._latency = metrics.Histogram(
             "loom_request_latency_ms", description="Prediction request latency in ms.",
-            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model",))
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "version"))
         self._lookup = metrics.Histogram(
             "loom_feature_lookup_latency_ms", description="Online feature lookup latency in ms.",
             boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model",))
@@ -74,7 +74,7 @@ class ServeMetrics(NullMetrics):
 
     def request(self, version: str, outcome: str, latency_ms: float) -> None:
         self._requests.inc(1, tags={"version": version, "outcome": outcome})
-        self._latency.observe(latency_ms)
+        self._latency.observe(latency_ms, tags={"version": version})
 
     def lookup(self, latency_ms: float) -> None:
         self._lookup.observe(latency_ms)

@@ -50,6 +50,7 @@ class AppArgs(BaseModel):
     api_keys: list[KeyRecord] = Field(default_factory=list)
     fallback_models: list[FallbackModel] = Field(default_factory=list)
     stats: bool = Field(default=True, description="Ship per-request samples to the stats actor.")
+    metrics: bool = Field(default=True, description="Export Prometheus metrics (monitoring.enabled).")
     deployment_name: str = Field(default="Predictor")
 
 

@@ -1,18 +1,10 @@
-"""The ``monitoring`` section: metrics, drift thresholds and alert rules."""
+"""The ``monitoring`` section: the replicas' metrics and the alert rules rendered for Prometheus."""
 
 from typing import Literal
 
 from pydantic import Field
 
-from framework.spec.base import ENV_DRIVEN, Name, Spec
-
-
-class Drift(Spec):
-    """Feature and prediction drift against the training reference profile."""
-
-    psi_warning: float = Field(default=0.1, ge=0, description="PSI at which drift is a warning.")
-    psi_alert: float = Field(default=0.25, ge=0, description="PSI at which drift alerts.")
-    window_s: float = Field(default=3600.0, gt=0, description="Seconds of traffic compared.")
+from framework.spec.base import Name, Spec
 
 
 class AlertRule(Spec):
@@ -30,12 +22,8 @@ class AlertRule(Spec):
 class Monitoring(Spec):
     """How the running system is watched."""
 
-    enabled: bool = Field(default=True, description="Export metrics and render alert rules.")
-    prometheus_url: str | None = Field(
-        default=None,
-        description="Prometheus server to query; null reads metrics straight from the replicas.",
-        json_schema_extra=ENV_DRIVEN,
-    )
+    enabled: bool = Field(
+        default=True, description="Export the replicas' Prometheus metrics (ray_loom_*) and render "
+        "the alert rules; false turns both off.")
     scrape_interval_s: float = Field(default=15.0, gt=0, description="Scrape interval, seconds.")
-    drift: Drift = Field(default_factory=Drift, description="Drift thresholds.")
     alerts: list[AlertRule] = Field(default_factory=list, description="Alert rules.")

@@ -83,6 +83,7 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
         features=features or feast_settings(recipe, workspace),
         api_keys=key_records(recipe.serving, project_dir) if recipe.serving.auth.enabled else [],
         stats=stats,
+        metrics=recipe.monitoring.enabled,
         fallback_models=fallback_models or [],
         deployment_name=DEPLOYMENT,
     )

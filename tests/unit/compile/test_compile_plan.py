@@ -107,3 +107,26 @@ def test_no_changes_text(churn) -> None:
     plan = compile_plan(churn.recipe, churn.data, DATA, "/p")
     diffed = diff(plan, {s.address: s.fingerprint for s in plan.steps}, {})
     assert render(diffed).endswith("No changes. The running system matches the recipe.")
+
+
+def test_monitoring_off_turns_the_replicas_metrics_off_and_redeploys(project: Path) -> None:
+    from framework.backends.ray_serve import config as cfg
+    from framework.serving.metrics import NullMetrics, make_metrics
+
+    on, off = load_recipe(["recipe=churn"]).recipe, load_recipe(["recipe=churn", "monitoring=none"]).recipe
+    assert _fps(on)["serving.deploy"] != _fps(off)["serving.deploy"]  # new builder args
+    assert "monitoring.rules" not in _fps(off)
+    features = {"type": "none"}
+    assert cfg.app_args(on, project, features=features)["metrics"] is True
+    args = cfg.app_args(off, project, features=features)
+    assert args["metrics"] is False and isinstance(make_metrics("churn", args["metrics"]), NullMetrics)
+
+
+def test_monitoring_keys_nothing_reads_are_refused(project: Path) -> None:
+    from framework.errors import RecipeError
+
+    for override, key in (("+monitoring.drift.psi_alert=0.3", "monitoring.drift"),
+                          ("+monitoring.prometheus_url=http://x:9090", "monitoring.prometheus_url")):
+        with pytest.raises(RecipeError) as err:
+            load_recipe(["recipe=churn", override])
+        assert key in err.value.render(), err.value.render()
