@@ -122,7 +122,10 @@ class ServeBackend:
                          "(each weight change then holds requests for ~0.1 s)")
             surge = False
         traffic.deploy_app(cfg.app_config(model_id, args, user_config, surge=surge))
-        traffic.ensure_gateway(ctx.recipe.serving.route_prefix, ctx.recipe.serving.max_body_bytes)
+        serving = ctx.recipe.serving
+        traffic.ensure_gateway(serving.route_prefix, serving.max_body_bytes,
+                               {"body_read_s": serving.timeouts.body_read_s,
+                                "request_s": serving.timeouts.request_s})
         if registry is not None and current is None:  # a first deploy: its stable is the champion
             registry.champion(user_config["slots"]["stable"]["version"])
         return self._record(step, ctx, args, user_config, version=str(model["version"]))

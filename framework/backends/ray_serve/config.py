@@ -107,14 +107,20 @@ def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any],
     }
 
 
-def gateway_config(route_prefix: str, max_body_bytes: int = 1_048_576) -> dict[str, Any]:
-    """The gateway application for the models mounted under ``route_prefix``."""
+def gateway_config(route_prefix: str, max_body_bytes: int = 1_048_576,
+                   timeouts: dict[str, float] | None = None) -> dict[str, Any]:
+    """The gateway application for the models mounted under ``route_prefix``.
+
+    ``timeouts``: ``{"body_read_s", "request_s"}`` from ``serving.timeouts`` (the gateway's
+    defaults without them).
+    """
     base = base_route(route_prefix)
     return {
         "name": GATEWAY_APP if not base else f"{GATEWAY_APP}{base.replace('/', '-')}",
         "route_prefix": gateway_route(route_prefix),
         "import_path": GATEWAY_IMPORT_PATH,
-        "args": {"max_body_bytes": max_body_bytes, "models_prefix": f"{base}/v1/models"},
+        "args": {"max_body_bytes": max_body_bytes, "models_prefix": f"{base}/v1/models",
+                 **(timeouts or {})},
         "deployments": [{"name": "LoomGateway", "num_replicas": 1, "max_ongoing_requests": 256,
                          "ray_actor_options": {"num_cpus": GATEWAY_CPUS},
                          "logging_config": {"enable_access_log": False}}],

@@ -263,15 +263,30 @@ def deploy_app(app: dict[str, Any], wait_s: float = WAIT_S) -> None:
     _edit(put, wait_for=app["name"], wait_s=wait_s)
 
 
-def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576) -> None:
-    """Deploy the gateway for the models under ``route_prefix`` unless it runs already."""
+def ensure_gateway(route_prefix: str, max_body_bytes: int = 1_048_576,
+                   timeouts: dict[str, float] | None = None) -> None:
+    """Deploy the gateway for the models under ``route_prefix``, or widen the one that runs.
+
+    The gateway is shared by every model under the prefix, so its limits (body size, body-read
+    and request deadlines, from each recipe's ``serving``) are the largest any of them asks for;
+    each model's own replica still enforces its own. It is redeployed only when they grow.
+    """
     from framework.backends.ray_serve.config import gateway_config
 
-    gateway = gateway_config(route_prefix, max_body_bytes)
+    gateway = gateway_config(route_prefix, max_body_bytes, timeouts)
 
     def add(configs: dict[str, dict[str, Any]]) -> bool:
-        if gateway["name"] in configs:
-            return False
+        running = configs.get(gateway["name"])
+        if running is not None:
+            merged = dict(running.get("args") or {})
+            for key, value in gateway["args"].items():
+                if isinstance(value, (int, float)):
+                    merged[key] = max(value, merged.get(key, value))
+                else:
+                    merged.setdefault(key, value)
+            if merged == running.get("args"):
+                return False
+            gateway["args"] = merged
         configs[gateway["name"]] = gateway
         return True
 
