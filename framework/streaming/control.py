@@ -139,6 +139,8 @@ def up(ctx: "RunContext", progress: Callable[[str], None] = print) -> dict[str, 
     for i in start:
         ready = ray.get(_actor(recipe.app_name, i).ready.remote(max(deadline - time.monotonic(), 1)))
         if not ready["ready"]:
+            for j in start:  # nothing half-started stays behind
+                _stop(recipe.app_name, j)
             raise BackendError(f"Stream consumer {i} of '{recipe.model_id}' is not reading after "
                                f"{READY_WAIT_S:g} s: {ready['last_error'] or 'no error reported'}.")
     names = s.names(recipe.app_name)
