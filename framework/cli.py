@@ -229,9 +229,19 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from framework import ops
 
-    path = ops.export_serve_config(ns.args, ns.out, tuple(ns.templates), ns.project)
+    if ns.artifact == "kuberay":
+        paths = ops.export_kuberay(ns.args, ns.out or Path("kuberay"), tuple(ns.templates), ns.project)
+        print("Wrote " + ", ".join(str(p) for p in paths) + ". Create the Secret (see "
+              "secrets.example.yaml), then kubectl apply -f each manifest.")
+        if not any(p.name == "rayservice.yaml" for p in paths):
+            print("No rayservice.yaml: no registered model version yet. Run the RayJob, then export again.")
+        return 0
+    path = ops.export_serve_config(ns.args, ns.out or Path("serve_config.yaml"), tuple(ns.templates),
+                                   ns.project)
     print(f"Wrote {path}. Deploy it with: RAY_AUTH_MODE=token serve deploy {path}")
     return 0
 

@@ -81,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p)
 
     p = sub.add_parser("export", help="write engine-native artifacts")
-    p.add_argument("artifact", choices=["serve-config"])
+    p.add_argument("artifact", choices=["serve-config", "kuberay"])
     _recipe_args(p)
-    p.add_argument("-o", "--out", type=Path, default=Path("serve_config.yaml"))
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="file for serve-config (default serve_config.yaml); directory for kuberay "
+                        "(default kuberay/)")
 
     p = sub.add_parser("features", help="the feature store: materialize, look up")
     p.add_argument("action", choices=["materialize", "get"])

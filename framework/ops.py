@@ -108,6 +108,17 @@ def export_serve_config(args: list[str], out: Path, templates: tuple[str, ...] =
     return commands.export_serve_config(ctx.recipe, ctx.workspace, ctx.project_dir, out)
 
 
+def export_kuberay(args: list[str], out_dir: Path, templates: tuple[str, ...] = (),
+                   project_dir: Path | None = None) -> list[Path]:
+    """``loom export kuberay``: a RayJob, a RayService and the Secret's keys, in ``out_dir``."""
+    from framework.backends import kuberay
+
+    loaded = api.validate(args, templates, project_dir)
+    ctx = api.context(loaded.recipe, loaded.project_dir)
+    return kuberay.export_kuberay(ctx.recipe, ctx.workspace, ctx.project_dir, out_dir,
+                                  recipe_data=loaded.data)
+
+
 def launch_summary(ctx: RunContext) -> list[str]:
     """The endpoint, versions and a ready-to-paste curl, after a launch that deployed."""
     from framework.backends.ray_serve import commands

@@ -4,6 +4,43 @@ from pydantic import Field
 
 from framework.spec.base import ENV_DRIVEN, Spec
 
+#: A Kubernetes object name or namespace (RFC 1123 label).
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class Kubernetes(Spec):
+    """Where ``loom export kuberay`` places the recipe on Kubernetes: image, namespace, pod sizes."""
+
+    image: str = Field(
+        min_length=1,
+        description="Container image of every Ray pod (head, workers, job submitter): Ray 2.60, Loom "
+        "and this project (recipes/, conf/, data/) installed, e.g. registry.example.com/loom:1.0.",
+    )
+    namespace: str = Field(default="default", pattern=K8S_NAME,
+                           description="Namespace of the RayJob, RayService, ConfigMap and Secret.")
+    service_account: str = Field(
+        default="", pattern=r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$",
+        description="Service account of the Ray pods; empty uses the namespace's default.",
+    )
+    secret_name: str = Field(
+        default="", pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$",
+        description="The Secret the pods read the Ray auth token (key auth_token), API keys and other "
+        "secrets from; empty: '<app name>-secrets'. Loom never writes its values.",
+    )
+    project_dir: str = Field(
+        default="/app", pattern=r"^/",
+        description="Absolute path of this project inside the image: Loom runs there, and relative "
+        "data paths resolve against it.",
+    )
+    head_cpus: int = Field(
+        default=1, ge=0, le=1024,
+        description="CPUs of the Ray head pod (the training driver and the Serve gateway run there).",
+    )
+    memory_per_cpu_gib: float = Field(
+        default=2.0, gt=0, le=1024,
+        description="Memory each Ray pod requests and is limited to, per CPU it has (GiB).",
+    )
+
 
 class Env(Spec):
     """Runtime environment: workspace directory and Ray connection."""
@@ -32,4 +69,9 @@ class Env(Spec):
     )
     metrics_export_port: int = Field(
         default=8090, ge=1024, le=65535, description="Ray metrics port (kept outside 10002-19999)."
+    )
+    kubernetes: Kubernetes | None = Field(
+        default=None,
+        description="Kubernetes target of `loom export kuberay recipe=NAME` (KubeRay RayJob and RayService); "
+        "null: the recipe has none.",
     )
