@@ -77,6 +77,7 @@ class LoomPredictor:
             self._batched.set_max_batch_size(serving.batching.max_batch_size)
             self._batched.set_batch_wait_timeout_s(serving.batching.batch_wait_timeout_ms / 1000)
         self._inflight = 0
+        self._queued = 0  # requests waiting in (or being answered by) the batch queue
         self.replica = {"pid": os.getpid(), "id": _replica_id(), "started_at": time.time()}
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -88,7 +89,18 @@ class LoomPredictor:
         return batch_predict(items, self._rng)
 
     async def _predict_batched(self, slot: Any, rows: list[list[float]]) -> Any:
-        result = await self._batched((slot, rows))
+        batching = self.args.serving.batching
+        if batching.adaptive:
+            # Company is worth waiting for only if it is on its way: other requests in this
+            # replica that have not reached the model yet. Alone, a request never waits.
+            others = self._inflight - 1 - self._queued
+            self._batched.set_batch_wait_timeout_s(
+                batching.batch_wait_timeout_ms / 1000 if others > 0 else 0.0)
+        self._queued += 1
+        try:
+            result = await self._batched((slot, rows))
+        finally:
+            self._queued -= 1
         if isinstance(result, Exception):
             raise result
         return result

@@ -27,6 +27,11 @@ class Batching(Spec):
     batch_wait_timeout_ms: float = Field(
         default=2.0, ge=0, le=1000, description="Longest wait for a batch to fill, in milliseconds."
     )
+    adaptive: bool = Field(
+        default=True, description="Wait for a batch to fill only while other requests are on "
+        "their way to the model (in the replica, not yet queued); a request alone never waits. "
+        "false: every batch waits up to batch_wait_timeout_ms.",
+    )
 
 
 class Cache(Spec):

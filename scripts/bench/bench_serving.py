@@ -3,22 +3,23 @@
     python scripts/bench/bench_serving.py [--customers 1000] [--requests 1500] [--rounds 2]
 
 Both apps run on one local Ray Serve (127.0.0.1, access logs off) with the same settings: one
-replica, 0.5 CPU, max_ongoing_requests 64, ``@serve.batch`` (32, 2 ms), the same in-memory online
+replica, 0.5 CPU, max_ongoing_requests 64, the same in-memory online
 feature table (latest snapshot per customer, loaded from the sample parquet) and the same UBJ
 booster. Each request looks one customer up by key and predicts one row.
 
 - loom: the churn recipe's app (``framework.serving.app:build_app``, deployed declaratively) with
   auth, request validation, circuit breakers, fallback chain, metrics and stats on. The answer cache
   is off so both sides do the lookup and predict on every request.
-- hand-written: one Serve deployment, Starlette request in, ``json.loads``, lookup,
-  ``@serve.batch`` + ``inplace_predict``, JSON out. What a careful engineer writes by hand.
+- hand-written (a): one Serve deployment, Starlette request in, ``json.loads``, lookup,
+  ``inplace_predict`` of the one row, JSON out: what most engineers write by hand.
+- hand-written-batched (b): the same with ``@serve.batch(32, 2 ms)`` around the predict.
 - loom via the gateway: ``POST /v1/predictions`` with ``model_id`` in the body, with a second model
   (``churn_b``, same settings) deployed beside churn; its ratio is against Loom's per-model route.
 - in-process: lookup + ``inplace_predict`` in a loop, no HTTP: the floor. Also Loom's own request
   path in-process (body validation + ``Predictor``, no HTTP) to show what Loom adds over the floor.
 
-Load comes from aiohttp on keep-alive connections at concurrency 1 and 16, with bounded request
-counts; rounds alternate (loom, hand-written) so background load hits both alike.
+Load comes from aiohttp on keep-alive connections at concurrency 1, 16 and 64 (``--concurrency``),
+with bounded request counts; rounds alternate between the sides so background load hits all alike.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ KEY = "bench-key-0123456789"
 SECOND_MODEL = "churn_b"
 
 
-def compose_recipe() -> Any:
+def compose_recipe(overrides: list[str] = ()) -> Any:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -51,7 +52,7 @@ def compose_recipe() -> Any:
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
         cfg = compose("churn", overrides=[f"hydra.searchpath=[file://{ROOT / 'conf'}]",
-                                          "++serving.cache.enabled=false"])
+                                          "++serving.cache.enabled=false", *overrides])
     data = OmegaConf.to_container(cfg, resolve=False)
     for entry in data["serving"]["auth"]["api_keys"]:
         entry["key"] = {"env": "LOOM_API_KEY"}
@@ -93,14 +94,16 @@ def deploy_loom(recipe: Any, workdir: Path, features_path: Path, model: Path) ->
     traffic.ensure_gateway(recipe.serving.route_prefix)
 
 
-def deploy_baseline(features_path: Path, model: Path) -> None:
-    """The hand-written app: same lookup, same batching, same replica settings."""
+def deploy_baseline(features_path: Path, model: Path, batched: bool) -> str:
+    """A hand-written app: same lookup and replica settings; with ``@serve.batch(32, 2 ms)`` or
+    without batching (one ``inplace_predict`` per request, as most hand-written apps do).
+    Returns its route."""
     from ray import serve
 
     @serve.deployment(num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5},
                       logging_config={"enable_access_log": False})
     class Baseline:
-        def __init__(self, path: str, model_path: str) -> None:
+        def __init__(self, path: str, model_path: str, batched: bool) -> None:
             import xgboost
             from framework.serving.features import InMemoryLookup, _parquet_rows
 
@@ -108,26 +111,34 @@ def deploy_baseline(features_path: Path, model: Path) -> None:
             self.lookup = InMemoryLookup(["customer_id"], FEATURES, rows)
             self.booster = xgboost.Booster(model_file=model_path)
             self.booster.set_param({"nthread": 1})
+            self.batched = batched
 
         @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-        async def predict(self, rows: list[list[float]]) -> list[float]:
+        async def predict_batched(self, rows: list[list[float]]) -> list[float]:
             import numpy as np
 
             return [float(p) for p in self.booster.inplace_predict(np.asarray(rows, dtype=np.float32))]
 
         async def __call__(self, request) -> Any:
+            import numpy as np
             from starlette.responses import JSONResponse
 
             body = json.loads(await request.body())
             (row,) = self.lookup.get([{"customer_id": body["entities"]["customer_id"]}])
-            p = await self.predict([float(row[f]) for f in FEATURES])
+            vector = [float(row[f]) for f in FEATURES]
+            if self.batched:
+                p = await self.predict_batched(vector)
+            else:
+                p = float(self.booster.inplace_predict(np.asarray([vector], dtype=np.float32))[0])
             return JSONResponse({"prediction": int(p >= 0.5), "probability": p, "model_version": "1"})
 
-    serve.run(Baseline.bind(str(features_path), str(model)), name="baseline",
-              route_prefix="/baseline", blocking=False)
+    name = "baseline-batched" if batched else "baseline"
+    serve.run(Baseline.options(name=name).bind(str(features_path), str(model), batched), name=name,
+              route_prefix=f"/{name}", blocking=False)
     from framework.backends.ray_serve.traffic import wait_running
 
-    wait_running("baseline")
+    wait_running(name)
+    return f"/{name}"
 
 
 async def _load(url: str, ids: list[str], requests: int, concurrency: int) -> tuple[list[float], float]:
@@ -214,11 +225,12 @@ def loom_in_process(recipe: Any, features_path: Path, model: Path, ids: list[str
     return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "rps": 1000 / statistics.mean(lat)}
 
 
-def measure(urls: dict[str, str], ids: list[str], requests: int, rounds: int) -> dict:
+def measure(urls: dict[str, str], ids: list[str], requests: int, rounds: int,
+            concurrencies: list[int]) -> dict:
     results: dict[tuple[str, int], dict[str, list]] = {}
     for name, url in urls.items():                      # warm-up: connections, batch queues, JIT
         asyncio.run(_load(url, ids, 200, 4))
-    for concurrency in (1, 16):
+    for concurrency in concurrencies:
         for _ in range(rounds):
             for name, url in urls.items():
                 lat, rps = asyncio.run(_load(url, ids, requests, concurrency))
@@ -229,15 +241,18 @@ def measure(urls: dict[str, str], ids: list[str], requests: int, rounds: int) ->
                   "rps": statistics.mean(v["rps"]), "n": len(v["lat"])} for key, v in results.items()}
 
 
-#: Each side and the side its ratios are taken against (measured in the same run).
-BASELINE_OF = {"loom": "hand-written", "hand-written": "hand-written", "loom-gateway": "loom"}
+#: Each side and the side its ratios are taken against (measured in the same run): (a) the
+#: hand-written app without batching, (b) the same with ``@serve.batch``.
+RATIOS = [("loom", "hand-written"), ("loom", "hand-written-batched"),
+          ("hand-written", "hand-written"), ("hand-written-batched", "hand-written"),
+          ("loom-gateway", "loom")]
 
 
-def report(results: dict, floor_stats: dict, loom_local: dict) -> str:
+def report(results: dict, floor_stats: dict, loom_local: dict, concurrencies: list[int]) -> str:
     lines = ["| concurrency | side | p50 ms | p99 ms | req/s | ratios against | p50 ratio | p99 ratio "
              "| throughput ratio |", "|---|---|---|---|---|---|---|---|---|"]
-    for c in (1, 16):
-        for side, against in BASELINE_OF.items():
+    for c in concurrencies:
+        for side, against in RATIOS:
             r, base = results[(side, c)], results[(against, c)]
             ratios = (f"{r['p50_ms'] / base['p50_ms']:.2f} | {r['p99_ms'] / base['p99_ms']:.2f} | "
                       f"{r['rps'] / base['rps']:.2f}")
@@ -255,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--customers", type=int, default=1000)
     p.add_argument("--requests", type=int, default=1500, help="requests per side, round and concurrency")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--loom", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides of Loom's churn recipe (e.g. serving.batching.adaptive=false)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     os.environ["LOOM_API_KEY"] = KEY
@@ -266,22 +284,24 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="loom-bench-serving-"))
     features_path, model, rows = prepare(workdir, args.customers)
     ids = [r["customer_id"] for r in rows]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
+    # Four 0.5-CPU replicas and the gateway: logical CPUs (the machine has 2 cores, shared alike).
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         from framework.backends.ray_cluster import port_holder
 
         port = next(p for p in range(18080, 18180) if port_holder(p) is None)
         runtime.ensure_serve("127.0.0.1", port)
-        recipe = compose_recipe()
+        recipe = compose_recipe(args.loom)
         deploy_loom(recipe, workdir, features_path, model)
-        deploy_baseline(features_path, model)
         base = f"http://127.0.0.1:{port}"
-        urls = {"loom": f"{base}/v1/models/churn/predictions", "hand-written": f"{base}/baseline",
+        urls = {"loom": f"{base}/v1/models/churn/predictions",
+                "hand-written": base + deploy_baseline(features_path, model, batched=False),
+                "hand-written-batched": base + deploy_baseline(features_path, model, batched=True),
                 "loom-gateway": f"{base}/v1/predictions"}
-        results = measure(urls, ids, args.requests, args.rounds)
+        results = measure(urls, ids, args.requests, args.rounds, args.concurrency)
         floor_stats = floor(features_path, model, ids, 5000)
         loom_local = loom_in_process(recipe, features_path, model, ids, 5000)
-        print(report(results, floor_stats, loom_local))
+        print(report(results, floor_stats, loom_local, args.concurrency))
         if args.json:
             args.json.write_text(json.dumps({f"{k[0]}@{k[1]}": v for k, v in results.items()}
                                             | {"floor": floor_stats, "loom_in_process": loom_local},
