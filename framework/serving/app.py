@@ -29,7 +29,7 @@ from framework.serving.metrics import make_metrics
 from framework.serving.predictor import Predictor
 from framework.serving.problems import ApiError, error_body, install_handlers
 from framework.serving.schemas import BatchResponse, PredictRequest, PredictResponse
-from framework.serving.scoring import batch_predict
+from framework.serving.scoring import batch_predict, batch_wait_s
 from framework.serving.settings import AppArgs, deployment_options, parse_args
 from framework.serving.stats import StatsRecorder
 
@@ -91,11 +91,10 @@ class LoomPredictor:
     async def _predict_batched(self, slot: Any, rows: list[list[float]]) -> Any:
         batching = self.args.serving.batching
         if batching.adaptive:
-            # Company is worth waiting for only if it is on its way: other requests in this
-            # replica that have not reached the model yet. Alone, a request never waits.
-            others = self._inflight - 1 - self._queued
-            self._batched.set_batch_wait_timeout_s(
-                batching.batch_wait_timeout_ms / 1000 if others > 0 else 0.0)
+            wait_s = batch_wait_s(self._inflight, self._queued, batching.batch_wait_timeout_ms / 1000)
+            if wait_s is None:
+                return await self._predict_direct(slot, rows)
+            self._batched.set_batch_wait_timeout_s(wait_s)
         self._queued += 1
         try:
             result = await self._batched((slot, rows))

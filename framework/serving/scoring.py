@@ -42,6 +42,20 @@ class Labeler:
         return self.labels.positive if p >= self.labels.threshold else self.labels.negative
 
 
+def batch_wait_s(inflight: int, queued: int, wait_s: float) -> float | None:
+    """Adaptive batching: how long a request that reaches the model waits for a batch to fill.
+
+    ``inflight``: requests in the replica, this one included; ``queued``: those already in the
+    batch queue (or being answered by it). Company is worth waiting for only while it is on its
+    way (requests not yet at the model). None: nothing is queued and nobody comes, so the request
+    skips the batch queue and is answered at once.
+    """
+    coming = inflight - 1 - queued
+    if coming <= 0:
+        return None if queued == 0 else 0.0
+    return wait_s
+
+
 def batch_predict(items: list[tuple[Slot, list[list[float]]]], rng: random.Random) -> list[Any]:
     """Predict many requests' rows with one ``inplace_predict`` per model version.
 

@@ -251,3 +251,11 @@ def test_an_integer_too_large_for_a_float_is_a_422():
     with pytest.raises(ApiError) as err:
         check_request_features({"tenure_months": 10 ** 400}, ["tenure_months"])
     assert err.value.status == 422 and "tenure_months" in err.value.message
+
+
+def test_adaptive_batching_waits_only_for_requests_on_their_way():
+    from framework.serving.scoring import batch_wait_s
+
+    assert batch_wait_s(inflight=1, queued=0, wait_s=0.002) is None     # alone: no queue, no wait
+    assert batch_wait_s(inflight=3, queued=2, wait_s=0.002) == 0.0      # the others are queued
+    assert batch_wait_s(inflight=16, queued=3, wait_s=0.002) == 0.002   # 12 more are coming
