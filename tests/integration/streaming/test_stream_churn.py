@@ -46,6 +46,13 @@ def _produce(client, source: str, customers: list[str], start: int, stop: int) -
     pipe.execute()
 
 
+def _scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
 def _wait(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -152,6 +159,12 @@ def test_events_are_scored_once_each_through_a_consumer_crash(ray_session, proje
         assert {c["consumer"]: c["alive_s"] < 600 for c in st["consumers"]} == {"c0": True, "c1": True}
         total = sum(c["ok"] + c["degraded"] for c in st["consumers"])
         assert total <= EVENTS  # the killed consumer's counts restarted from zero
+
+        # The consumers' series sit beside the serving ones on Ray's metrics endpoint.
+        port = ray._private.worker.global_worker.node.metrics_export_port
+        wanted = ('ray_loom_stream_events_total{', 'outcome="ok"', 'outcome="dead_letter"',
+                  "ray_loom_stream_event_latency_ms_bucket", "ray_loom_stream_lag")
+        _wait(lambda: all(w in _scrape(port) for w in wanted), 60, "the stream metrics")
 
         down = api.stream("down", args)
         assert len(down["stopped"]) == 2
