@@ -333,7 +333,11 @@ def status(workspace: Path) -> dict[str, Any]:
     address, tmp = head_address(workspace), _recorded_temp_dir(workspace)
     pids = _pids(tmp) if address else []
     running = bool(address and pids and _listening(address))
-    return {"running": running, "address": address, "temp_dir": str(tmp),
+    try:  # written when the head starts
+        started = (_ray_dir(workspace) / "address").stat().st_mtime if running else None
+    except OSError:
+        started = None
+    return {"running": running, "address": address, "temp_dir": str(tmp), "started_at": started,
             "token_file": str(token_path(workspace)), "pids": pids,
             "metrics_url": _metrics_url(workspace) if running else None}
 

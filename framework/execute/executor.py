@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -53,7 +55,20 @@ def plan_against(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     diffed = diffed.model_copy(update={"steps": tuple(
         _keep_shared(s, state, ctx.recipe.project) for s in diffed.steps)})
     found = served.rejected(ctx.recipe, doc, diffed)
-    return served.mark_rejected(diffed, found) if found else diffed
+    diffed = served.mark_rejected(diffed, found) if found else diffed
+    if not refresh and not ctx.recipe.env.ray_address and not _ray_in_process():
+        from framework.backends import ray_cluster
+
+        lost = served.serving_lost(ctx.recipe, doc, ray_cluster.status(Path(ctx.workspace)))
+        diffed = served.mark_serving(diffed, lost) if lost else diffed
+    return diffed
+
+
+def _ray_in_process() -> bool:
+    """A Ray this process already runs or joined (an embedding program, the tests' session Ray):
+    the workspace head is not what serves then. Never imports Ray."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(getattr(ray, "is_initialized", lambda: False)())
 
 
 def check_shared(plan: Plan, ctx: RunContext, state: State) -> None:
@@ -130,6 +145,10 @@ def apply(plan: Plan, ctx: RunContext, state: State, backends: Backends,
     with state.lock():
         _check_fresh(plan, state)
         plan = _replay_rejected(plan, ctx, state, backends)
+        for step in plan.steps:  # served by a head that is gone: recorded, but applied again
+            if step.kind.startswith(served.SERVING_KINDS) and step.action == "update" \
+                    and step.reason.startswith(served.LOST):
+                state.forget(step.address)
         for step in plan.steps:
             done = step.action != "delete" and state.fingerprint(step.address) == step.fingerprint
             if step.action == "no-op" or done:  # a re-applied plan resumes where it stopped

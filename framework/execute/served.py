@@ -20,6 +20,8 @@ from framework.errors import PlanError
 from framework.spec import Recipe
 
 REJECTED_STATUSES = ("rolled_back",)
+#: How a plan's reason starts when the head that served the recipe is gone (``serving_lost``).
+LOST = "nothing serves:"
 #: Step kinds that put a version into serving; a rejected version's are shown again.
 SERVING_KINDS = ("serving.deploy", "rollout.step")
 
@@ -107,10 +109,43 @@ def rejected(recipe: Recipe, doc: dict[str, Any], plan: Plan) -> dict[str, Any] 
 
 def mark_rejected(plan: Plan, found: dict[str, Any]) -> Plan:
     """The plan with the rejected version's serving steps shown as changes, saying why."""
-    why = (f"version {found['version']} was rejected by its rollout ({found['reason']}); "
-           f"stable {found['stable'] or '-'} serves. `--retry-rejected` rolls it out again")
+    return mark_serving(plan, f"version {found['version']} was rejected by its rollout "
+                              f"({found['reason']}); stable {found['stable'] or '-'} serves. "
+                              "`--retry-rejected` rolls it out again")
+
+
+def serving_lost(recipe: Recipe, doc: dict[str, Any], head: dict[str, Any]) -> str | None:
+    """Why nothing serves what the state says is deployed, or None.
+
+    ``head``: the workspace head's ``ray_cluster.status`` (``running``, ``started_at``). Serve
+    apps live in the head: when it is not running, or started after the recipe's last deploy
+    (``loom down`` then ``loom up``, a crash, a reboot), the state's record is history.
+    """
+    section = doc.get("recipes", {}).get(recipe.name) or {}
+    deployed = [float(r.get("at", 0)) for addr, r in (section.get("serving") or {}).items()
+                if addr.startswith("serving.deploy")]
+    if not deployed:
+        return None
+    again = "applying deploys the recipe's version again"
+    if not head.get("running"):
+        return f"{LOST} the workspace's Ray head is not running; {again}"
+    started = head.get("started_at")
+    if started and float(started) > max(deployed):
+        return (f"{LOST} the workspace's Ray head started at {_iso(float(started))}, "
+                f"after the last deploy at {_iso(max(deployed))}; {again}")
+    return None
+
+
+def mark_serving(plan: Plan, why: str) -> Plan:
+    """The plan with its unchanged serving steps shown as updates, saying why."""
     steps = tuple(
         s.model_copy(update={"action": "update", "reason": why})
         if s.kind.startswith(SERVING_KINDS) and s.action == "no-op" else s
         for s in plan.steps)
     return plan.model_copy(update={"steps": steps})
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -98,3 +98,28 @@ def test_a_changed_recipe_trains_a_new_version_so_the_rejection_does_not_apply(p
     _rolled_back(planned)
     again = api.plan(["recipe=churn", "training.model.params.max_depth=6"], backend=fake).plan
     assert not any("rejected" in s.reason for s in again.steps)
+
+
+@pytest.mark.parametrize("head, fragment", [
+    ({"running": False}, "the workspace's Ray head is not running"),
+    ({"running": True, "started_at": 5.0}, "started at 1970-01-01T00:00:05Z, after the last deploy"),
+    ({"running": True, "started_at": 0.5}, None),
+])
+def test_a_head_that_stopped_or_restarted_after_the_deploy_serves_nothing(
+        project: Path, monkeypatch: pytest.MonkeyPatch, head, fragment) -> None:
+    from framework.backends import ray_cluster
+
+    fake = FakeBackend()
+    planned = _launched(fake)
+    _serve(planned)  # deployed at t=1.0
+    monkeypatch.setattr(ray_cluster, "status", lambda workspace: head)
+    again = api.plan(["recipe=churn"], backend=fake).plan
+    changed = {s.address: s.reason for s in again.changes}
+    if fragment is None:
+        assert not changed, changed
+        return
+    assert changed and all(a.startswith(("serving.deploy", "rollout.")) for a in changed), changed
+    assert all(fragment in reason for reason in changed.values()), changed
+    fake.calls.clear()
+    api.apply(api.plan(["recipe=churn"], backend=fake), backend=fake)
+    assert sorted(a for _, a in fake.calls) == sorted(changed)  # deployed again, nothing retrained
