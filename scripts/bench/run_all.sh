@@ -11,5 +11,6 @@ run $PY scripts/bench/bench_feature_lookup.py --calls 4000
 run $PY scripts/bench/bench_training_dataset.py --sizes 100000 1000000 --runs 5
 run $PY scripts/bench/bench_training.py
 run $PY scripts/bench/bench_batch.py --rows 1000000 --repeats 3
+run $PY scripts/bench/bench_stream.py --events 20000 --rounds 3 --latency-s 8
 run $PY scripts/bench/bench_serving.py --rounds 3
 run $PY scripts/bench/bench_rollout.py bench --rps 50 --changes 12 --rounds 3
