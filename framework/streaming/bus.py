@@ -1,8 +1,8 @@
 """Redis Streams as the event bus: a consumer group on the source, an idempotent sink, dead letters.
 
-Delivery is at least once, and the sink is idempotent: a result is written by a Lua script that,
-in one atomic step, remembers the event id (``SET NX EX``), appends the result only if the id was
-new, and acknowledges the source entry. An event redelivered after a crash (its consumer died
+Delivery is at least once, and the sink is idempotent: a batch's results are written by one Lua
+script that, atomically, remembers each event id (``SET NX EX``), appends a result only if its id
+was new, and acknowledges the batch's source entries. An event redelivered after a crash (its consumer died
 between reading and acknowledging it; another consumer claims it with ``XAUTOCLAIM``) therefore
 writes no second result. A dead letter is appended and acknowledged in one step the same way.
 """
@@ -13,16 +13,28 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-#: KEYS: sink, seen key, source. ARGV: group, entry id, ttl, maxlen, field, value, ...
-#: Returns 1 when the result was written, 0 for an event id already answered.
+#: One call per batch. KEYS: sink, source, then the seen key of each result.
+#: ARGV: group, ttl, maxlen, n, then per result: entry id, field count, field, value, ...
+#: Returns one 1 (written) or 0 (its event id was answered before) per result.
 _SINK = """
-local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3])
-if fresh then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+local group, ttl, maxlen, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local pos, out, entries = 5, {}, {}
+for i = 1, n do
+  local entry, nf = ARGV[pos], tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  if redis.call('SET', KEYS[2 + i], '1', 'NX', 'EX', ttl) then
+    local args = {KEYS[1], 'MAXLEN', '~', maxlen, '*'}
+    for j = 0, 2 * nf - 1 do args[#args + 1] = ARGV[pos + j] end
+    redis.call('XADD', unpack(args))
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+  pos = pos + 2 * nf
+  entries[i] = entry
 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-if fresh then return 1 end
-return 0
+if n > 0 then redis.call('XACK', KEYS[2], group, unpack(entries)) end
+return out
 """
 
 #: KEYS: dead-letter stream, source. ARGV: group, entry id, maxlen, field, value, ...
@@ -120,16 +132,20 @@ class Bus:
         Returns, per result, whether it was written (False: its event id was answered before).
         """
         pipe = self.r.pipeline(transaction=False)
-        for entry, event_id, fields in results:
-            await self._sink(keys=[self.s.sink, self.s.seen + event_id, self.s.source],
-                       args=[self.s.group, entry, self.ttl, self.max_len, *_flat(fields)], client=pipe)
+        if results:
+            keys = [self.s.sink, self.s.source]
+            args: list[Any] = [self.s.group, self.ttl, self.max_len, len(results)]
+            for entry, event_id, fields in results:
+                keys.append(self.s.seen + event_id)
+                args += [entry, len(fields), *_flat(fields)]
+            await self._sink(keys=keys, args=args, client=pipe)
         for entry, fields in dead:
             await self._dead(keys=[self.s.dead_letter, self.s.source],
                        args=[self.s.group, entry, self.max_len, *_flat(fields)], client=pipe)
         if drop:
             pipe.xack(self.s.source, self.s.group, *drop)
         replies = await pipe.execute() if (results or dead or drop) else []
-        return [r == 1 for r in replies[:len(results)]]
+        return [r == 1 for r in replies[0]] if results else []
 
     async def lag(self) -> dict[str, Any]:
         """The group's ``lag`` (events not yet read) and ``pending`` (read, not acknowledged)."""

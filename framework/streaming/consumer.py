@@ -14,7 +14,7 @@ consumer claims events left unanswered by a consumer that does not come back.
 Metrics (Ray's metrics port, ``ray_`` prefix), per model:
 
 - ``ray_loom_stream_events_total{model,consumer,outcome}``  ok, degraded, dead_letter, duplicate
-- ``ray_loom_stream_event_latency_ms_bucket{model}``         event time -> result written
+- ``ray_loom_stream_event_latency_ms_bucket{model}``         event time -> result written to the sink
 - ``ray_loom_stream_lag{model}``                             events in the source not yet read
 - ``ray_loom_stream_pending{model}``                         read, not yet answered
 """
@@ -230,8 +230,9 @@ class StreamConsumer:
             latency = max(now_ms - event.time_ms, 0.0)
             results.append(_result(event, ans, latency, self.a.consumer))
         written = await bus.deliver([(r["entry_id"], r["event_id"], r) for r in results], dead, drop)
+        write_ms = time.time() * 1000 - now_ms  # the metric counts to the result written
         self._count([r for r, w in zip(results, written) if w], len(results) - sum(written),
-                    len(dead), retried)
+                    len(dead), retried, write_ms)
         return retried > 0
 
     def _push(self, events: list[Event]) -> dict[str, str]:
@@ -268,7 +269,8 @@ class StreamConsumer:
             refused.update(alone)
         return refused
 
-    def _count(self, written: list[dict[str, Any]], duplicates: int, dead: int, retried: int) -> None:
+    def _count(self, written: list[dict[str, Any]], duplicates: int, dead: int, retried: int,
+               write_ms: float) -> None:
         degraded = sum(1 for r in written if r["degraded"])
         by_outcome = {"ok": len(written) - degraded, "degraded": degraded, "duplicate": duplicates,
                       "dead_letter": dead, "retried": retried}
@@ -281,7 +283,7 @@ class StreamConsumer:
         self._done.append((now, len(written) + dead))
         while self._done and self._done[0][0] < now - RATE_WINDOW_S:
             self._done.popleft()
-        self._metrics.batch(written, by_outcome)
+        self._metrics.batch(written, by_outcome, write_ms)
 
 
 def _result(event: Event, ans: dict[str, Any], latency_ms: float, consumer: str) -> dict[str, Any]:
@@ -368,12 +370,12 @@ class _Metrics:
         for m in (self._latency, self._lag, self._pending):
             m.set_default_tags(dict(tags))
 
-    def batch(self, written: list[dict[str, Any]], by_outcome: dict[str, int]) -> None:
+    def batch(self, written: list[dict[str, Any]], by_outcome: dict[str, int], write_ms: float) -> None:
         for outcome, n in by_outcome.items():
             if n and outcome != "retried":
                 self._events.inc(n, tags={"outcome": outcome})
-        for r in written:
-            self._latency.observe(r["latency_ms"])
+        for r in written:  # the result's own latency_ms stops at the answer, before the write
+            self._latency.observe(r["latency_ms"] + write_ms)
 
     def lag(self, info: dict[str, Any]) -> None:
         if info.get("lag") is not None:
