@@ -248,12 +248,15 @@ def test_backend_walks_the_plan_steps_with_progress_and_observes_them(app, fresh
     lines: list[str] = []
     ctx = _ctx(recipe, fresh, lines)
     backend = RolloutBackend(ports=fresh["ports"], poll_s=0.2, timeout_s=120)
-    proc = B.spawn_load(app["url"], fresh["tmp"] / "load.jsonl", rps=80, n=800, key=KEY)
+    # Load that outlasts the rollout on a busy machine (it took > 10 s of 800 requests in a
+    # loaded suite run), stopped once the rollout is over.
+    proc = B.spawn_load(app["url"], fresh["tmp"] / "load.jsonl", rps=80, n=8000, key=KEY)
     try:
         time.sleep(0.5)
         outs = [backend.apply(step, ctx) for step in steps]
     finally:
-        proc.wait(timeout=120)
+        proc.terminate()
+        proc.wait(timeout=60)
     assert outs[-1]["status"] == "promoted" and fresh["promoter"].champion == "2"
     assert [backend.observe(s, ctx) for s in steps] == [s.fingerprint for s in steps]
     assert any("step2" in line and "analysis" in line for line in lines)
