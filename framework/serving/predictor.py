@@ -17,6 +17,7 @@ from framework.serving.cache import AnswerCache, cache_key
 from framework.serving.circuit import STATE_VALUE, CircuitBreaker
 from framework.serving.fallback import compile_rules, first_match
 from framework.serving.encoding import VersionCodec, check_features
+from framework.serving.each import EventScoring
 from framework.serving.entities import EntityChecker
 from framework.serving.features import EntityKeyError, FeatureLookup, merge_row, missing_features
 from framework.serving.metrics import NullMetrics
@@ -36,7 +37,7 @@ LOOKUP_THREADS = 4
 PINNED = "pinned"
 
 
-class Predictor:
+class Predictor(EventScoring):
     """Answers instances for one model; holds slots, cache, breakers, fallbacks and a feature lookup."""
 
     def __init__(self, args: AppArgs, lookup: FeatureLookup, predict_fn: PredictFn,
@@ -129,66 +130,6 @@ class Predictor:
             rows, complete = await self._rows([instances[i] for i in todo])
             await self._answer(todo, rows, complete, role, slot, table, instances, answers, started)
         return answers  # type: ignore[return-value]
-
-    async def predict_each(self, instances: list[Instance]) -> list[dict[str, Any] | ApiError]:
-        """For events: one answer per instance, or the ``ApiError`` a request of it alone would get.
-
-        Each instance picks its own slot of the traffic split, as separate requests do (a canary
-        takes its share of events too), and one feature lookup serves them all. No answer cache:
-        an event is scored when it happens.
-
-        Raises:
-            ApiError: 503 when no version is loaded yet (nothing can answer any of them).
-        """
-        started = time.perf_counter()
-        out: list[Any] = [None] * len(instances)
-        ok = []
-        for i, inst in enumerate(instances):
-            try:
-                check_features(inst.features, self.names, self.types)
-                self.entities.check(inst.entities)
-                ok.append(i)
-            except ApiError as exc:
-                out[i] = exc
-        table = self.slots
-        if table.stable is None:
-            raise ApiError(503, "No model version is loaded yet; retry shortly.")
-        if not ok:
-            return out
-        try:
-            looked, complete = await self._looked([instances[i] for i in ok])
-        except ApiError:  # keys the store refused: find which, one by one
-            return await self._each_alone(instances, ok, out)
-        rows = [merge_row(looked[j], instances[i].features, self.names) for j, i in enumerate(ok)]
-        groups: dict[str, list[int]] = {}
-        picked: dict[str, Slot] = {}
-        for j, i in enumerate(ok):
-            if complete and self.args.serving.missing_features == "reject":
-                try:
-                    self._require_complete([rows[j]], [instances[i]], [looked[j]])
-                except ApiError as exc:
-                    out[i] = exc
-                    continue
-            role, slot = table.pick(self.rng)
-            groups.setdefault(role, []).append(j)
-            picked[role] = slot
-        for role, members in groups.items():
-            todo = [ok[j] for j in members]
-            try:
-                await self._answer(todo, [rows[j] for j in members], complete, role, picked[role],
-                                   table, instances, out, started)
-            except ApiError as exc:  # no level of the chain answered them
-                for i in todo:
-                    out[i] = exc
-        return out
-
-    async def _each_alone(self, instances: list[Instance], ok: list[int], out: list[Any]) -> list[Any]:
-        for i in ok:
-            try:
-                (out[i],) = await self.predict([instances[i]])
-            except ApiError as exc:
-                out[i] = exc
-        return out
 
     def _from_cache(self, instances: list[Instance], version: str, answers: list) -> list[int]:
         if self.cache is None:
