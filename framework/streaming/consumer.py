@@ -147,8 +147,9 @@ class StreamConsumer:
                         if self.predictor is None:
                             await asyncio.sleep(RETRY_S)
                             continue
-                        await bus.ensure_group(a.start)
-                        self._ready.set()
+                        if not self._ready.is_set():
+                            await bus.ensure_group(a.start)
+                            self._ready.set()
                     if backlog:
                         entries = await bus.read_own_pending(a.read_count)
                         backlog = len(entries) == a.read_count
@@ -164,6 +165,8 @@ class StreamConsumer:
                         backlog = True  # some must be tried again: they are still ours, pending
                         await asyncio.sleep(RETRY_S)
                 except Exception as exc:  # Redis down, a bug: say so, wait, go on
+                    if "NOGROUP" in str(exc):  # the stream or group was deleted: make it again
+                        self._ready.clear()
                     self.counts["errors"] += 1
                     self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                     logger.warning("stream consumer %s: %s", a.consumer, self.last_error)

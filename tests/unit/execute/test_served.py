@@ -108,11 +108,15 @@ def test_a_changed_recipe_trains_a_new_version_so_the_rejection_does_not_apply(p
 def test_a_head_that_stopped_or_restarted_after_the_deploy_serves_nothing(
         project: Path, monkeypatch: pytest.MonkeyPatch, head, fragment) -> None:
     from framework.backends import ray_cluster
+    from framework.execute import executor
 
     fake = FakeBackend()
     planned = _launched(fake)
     _serve(planned)  # deployed at t=1.0
     monkeypatch.setattr(ray_cluster, "status", lambda workspace: head)
+    # The suite's session Ray may run in this process (integration tests before these), which
+    # the rule rightly skips; here the workspace head is what serves.
+    monkeypatch.setattr(executor, "_ray_in_process", lambda: False)
     again = api.plan(["recipe=churn"], backend=fake).plan
     changed = {s.address: s.reason for s in again.changes}
     if fragment is None:
