@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from framework.backends.resources import require_free_cpus
 from framework.errors import BackendError, DataError
 from framework.state import WorkspaceState, now_text
 
@@ -207,24 +208,6 @@ def _bounds(rows: int, blocks: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
-def _require_cpus(need: float) -> None:
-    """Refuse a job whose scoring workers cannot get their CPUs (Ray Data would wait forever).
-
-    Raises:
-        BackendError: with what the job asks for and what the cluster has free.
-    """
-    import ray
-
-    free = float(ray.available_resources().get("CPU", 0.0))
-    if need > free + 1e-9:
-        total = float(ray.cluster_resources().get("CPU", 0.0))
-        raise BackendError(
-            f"batch: the job needs {need:g} CPU free (batch.concurrency x batch.cpus_per_worker) "
-            f"and the Ray cluster has {free:g} of {total:g} "
-            "free (serving holds the rest). Lower batch.cpus_per_worker or batch.concurrency, or "
-            "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
-
-
 def answers(contract: Any, score: np.ndarray, klass: np.ndarray) -> tuple[Any, Any]:
     """Predictions and probabilities, as the online API answers them, from the workers' numbers."""
     if contract.task == "binary":
@@ -259,7 +242,10 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
     work = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
     work[_POS] = np.arange(len(rows), dtype="int64")
     with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
-        _require_cpus(b.cpus_per_worker * b.concurrency)
+        require_free_cpus(b.cpus_per_worker * b.concurrency, "batch",
+                          "batch.concurrency x batch.cpus_per_worker",
+                          "Serving holds the rest. Lower batch.cpus_per_worker or batch.concurrency, or "
+                          "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
         blocks = min(-(-len(work) // b.batch_size), 4 * b.concurrency)
         ds = _dataset(work, blocks).map_batches(
             _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),

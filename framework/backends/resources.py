@@ -181,3 +181,26 @@ def _problem(key: str, value: Any, what: str, need: float, held: list[Hold], tot
     message = (f"{what[0].upper()}{what[1:]} CPU, but the Ray head has {total:g} CPUs ({where})"
                f"{holding}: {max(free, 0):g} free. {consequence}.")
     return [Problem(path=key, value=value, has_value=True, message=message, hint=hint[0].upper() + hint[1:] + ".")]
+
+
+def require_free_cpus(need: float, what: str, sized_by: str, fix: str) -> None:
+    """Refuse work whose Ray tasks or actors cannot get their CPUs now (Ray would wait forever).
+
+    Args:
+        need: CPUs the work holds at once.
+        what: the command that asks, for the message: ``"batch"``.
+        sized_by: the keys that size it: ``"batch.concurrency x batch.cpus_per_worker"``.
+        fix: the ways out, for the message.
+
+    Raises:
+        BackendError: with what the work asks for and what the connected cluster has free.
+    """
+    import ray
+
+    from framework.errors import BackendError
+
+    free = float(ray.available_resources().get("CPU", 0.0))
+    if need > free + _EPS:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        raise BackendError(f"{what}: {need:g} CPU must be free ({sized_by}) and the Ray cluster has "
+                           f"{free:g} of {total:g} free. {fix}")

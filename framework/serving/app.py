@@ -73,6 +73,7 @@ class LoomPredictor:
         predict_fn = self._predict_batched if serving.batching.enabled else self._predict_direct
         self.predictor = Predictor(self.args, lookup, predict_fn,
                                    make_metrics(self.args.model_id, self.args.metrics), self.stats)
+        self.predictor.warm()  # before Serve counts this replica ready
         if serving.batching.enabled:
             self._batched.set_max_batch_size(serving.batching.max_batch_size)
             self._batched.set_batch_wait_timeout_s(serving.batching.batch_wait_timeout_ms / 1000)

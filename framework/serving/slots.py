@@ -51,7 +51,18 @@ def load_booster(path: str) -> Any:
         raise ValueError(f"model file {path!r}: Loom loads XGBoost .ubj or .json files only")
     booster = xgboost.Booster(model_file=path)
     booster.set_param({"nthread": 1})
+    _warm(booster)
     return booster
+
+
+def _warm(booster: Any) -> None:
+    # XGBoost's first predict sets up its predictor (~25 ms): paid here, at load, not by a request.
+    import numpy as np
+
+    try:
+        booster.inplace_predict(np.zeros((1, max(booster.num_features(), 1)), dtype=np.float32))
+    except Exception:  # noqa: BLE001 - then its first request fails, into the fallbacks
+        pass
 
 
 @dataclass

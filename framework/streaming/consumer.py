@@ -323,8 +323,10 @@ def _predictor(args: dict[str, Any]) -> Any:
     async def predict(slot: Any, rows: list[list[float]]) -> Any:
         return predict_matrix(slot, rows, rng)
 
-    return Predictor(parsed, lookup, predict, stats=StatsRecorder(
+    predictor = Predictor(parsed, lookup, predict, stats=StatsRecorder(
         parsed.app_name or parsed.model_id, enabled=parsed.stats))
+    predictor.warm()
+    return predictor
 
 
 def _parser(args: Any, a: ConsumerArgs) -> EventParser:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from framework.backends.model_registry.tracking import redact_uri
+from framework.backends.resources import require_free_cpus
 from framework.errors import BackendError, Problem, RecipeError
 from framework.state import WorkspaceState, now_text
 
@@ -81,7 +83,6 @@ def check_bus(ctx: "RunContext") -> Any:
     Raises:
         BackendError: the bus does not answer, naming ``streaming.bus.url`` and the fix.
     """
-    from framework.backends.model_registry.tracking import redact_uri
     from framework.streaming.bus import connect_sync
 
     s = streaming_of(ctx)
@@ -128,7 +129,9 @@ def up(ctx: "RunContext", progress: Callable[[str], None] = print) -> dict[str, 
             if handle is not None:
                 stop.append(i)
             start.append(i)
-    _require_cpus(s.cpus_per_consumer * (len(start) - len(stop)), ray)  # a replaced one frees its own
+    require_free_cpus(s.cpus_per_consumer * (len(start) - len(stop)), "stream",
+                      "streaming.consumers x streaming.cpus_per_consumer",  # a replaced one frees its own
+                      "Lower streaming.cpus_per_consumer or streaming.consumers, or free CPUs.")
     for i in stop:
         _stop(recipe.app_name, i)
     cls = ray.remote(_consumer_class())
@@ -146,7 +149,7 @@ def up(ctx: "RunContext", progress: Callable[[str], None] = print) -> dict[str, 
     names = s.names(recipe.app_name)
     with WorkspaceState(ctx.workspace).recipe_transaction(recipe.name) as section:
         section["stream"] = {"consumers": {str(i): fingerprint(a) for i, a in wanted.items()},
-                             "streams": names, "bus": _shown_url(s.bus.url), "at": now_text()}
+                             "streams": names, "bus": redact_uri(s.bus.url), "at": now_text()}
     progress(f"stream: {len(start)} consumer(s) started, {len(wanted) - len(start)} kept, "
              f"{len([i for i in stop if i not in start])} stopped; events from {names['source']} "
              f"-> results to {names['sink']}")
@@ -241,19 +244,3 @@ def _stop(app_name: str, index: int) -> dict[str, Any]:
     while _actor(app_name, index) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     return final
-
-
-def _require_cpus(need: float, ray: Any) -> None:
-    free = float(ray.available_resources().get("CPU", 0.0))
-    if need > free + 1e-9:
-        total = float(ray.cluster_resources().get("CPU", 0.0))
-        raise BackendError(f"stream: the consumers need {need:g} CPU free (streaming.consumers x "
-                           f"streaming.cpus_per_consumer) and the Ray cluster has {free:g} of "
-                           f"{total:g} free. Lower streaming.cpus_per_consumer or "
-                           "streaming.consumers, or free CPUs.")
-
-
-def _shown_url(url: str) -> str:
-    from framework.backends.model_registry.tracking import redact_uri
-
-    return redact_uri(url)

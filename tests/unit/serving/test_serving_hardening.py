@@ -274,3 +274,55 @@ def test_a_fault_is_honoured_with_loom_test_faults_and_never_shown(models, monke
     table = _table_with_fault(models)
     assert (table.stable.error_rate, table.stable.extra_latency_ms) == (1.0, 50.0)
     assert set(table.describe()["stable"]) == {"version", "model_uri", "contract"}
+
+
+# -- a replica warms its store before its first request ------------------------------------------
+
+class ColdLookup:
+    """A store whose first read is slow (Feast's is ~150 ms idle, more on a busy node)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get(self, entity_rows):
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.5)
+        return [dict.fromkeys(H.FEATURES, 1.0) for _ in entity_rows]
+
+
+def test_a_new_replica_reads_its_store_once_so_the_first_request_is_not_degraded(models, monkeypatch):
+    # Before: the first request after a deploy paid Feast's cold read, passed feature_lookup_ms on
+    # a loaded CI node and got the default answer (model_version None) from a healthy replica.
+    from framework.serving import app
+
+    lookup = ColdLookup()
+    own_class = app.LoomPredictor.__bases__[0]  # serve.ingress subclasses a copy of it
+    monkeypatch.setitem(own_class.__init__.__globals__, "build_lookup", lambda *a: lookup)
+    base = H.compose_recipe().serving.model_dump(mode="json")
+    args = AppArgs(model_id="churn", task="binary", feature_names=H.FEATURES,
+                   entity_keys={"customer_id": "string"},
+                   serving={**base, "cache": {"enabled": False}, "batching": {"enabled": False},
+                            "timeouts": {"feature_lookup_ms": 100}})
+    replica = own_class(args.model_dump(mode="json"))
+    assert lookup.calls == 1  # warmed in the constructor, before Serve counts the replica ready
+    replica.reconfigure({"slots": {"stable": _slot("1", models), "candidate": None},
+                         "candidate_weight": 0, "shadow_percent": 0, "config_version": 1})
+    (ans,) = asyncio.run(replica.predictor.predict([Instance(entities={"customer_id": "C000001"})]))
+    assert (ans["degraded"], ans["model_version"]) == (False, "1")
+
+
+def test_warming_a_store_that_is_down_leaves_it_to_the_breaker(models):
+    class Down:
+        def get(self, entity_rows):
+            raise ConnectionError("redis: connection refused")
+
+    p = _predictor(models, Down())
+    assert p.warm() is False and _store_failures(p) == 0  # the breaker counts requests only
+    assert _predictor(models, ColdLookup()).warm() is True
+
+
+def test_unwarmed_the_cold_read_passes_the_deadline_and_the_first_answer_is_degraded(models):
+    p = _predictor(models, ColdLookup(), serving={"timeouts": {"feature_lookup_ms": 100}})
+    (ans,) = _ask(p, {"entities": {"customer_id": "C000001"}})
+    assert (ans["degraded"], ans["model_version"]) == (True, None)  # what warm() spares a replica
