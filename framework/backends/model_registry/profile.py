@@ -49,3 +49,43 @@ def histogram(values: np.ndarray) -> dict[str, Any]:
         "std": float(finite.std()),
         "missing": int(v.size - finite.size),
     }
+
+
+#: Floor of a bin's share in PSI: an empty bin would make ln(0).
+PSI_EPS = 1e-4
+
+
+def bin_of(edges: list[float], value: float) -> tuple[int, bool]:
+    """The bin of ``value`` in a profile's ``edges`` and whether it lies outside them.
+
+    Bins are ``[edges[i], edges[i+1])``, the last one closed, as ``np.histogram`` counts them; a value
+    below the first edge counts in the first bin and one above the last in the last bin (and both
+    are out of range). Pure Python: the replicas call it per feature per row.
+    """
+    import bisect
+
+    last = len(edges) - 2
+    i = bisect.bisect_right(edges, value) - 1
+    if i < 0:
+        return 0, True
+    if i > last:
+        return last, value > edges[-1]
+    return i, False
+
+
+def psi(reference: list[int] | list[float], observed: list[int] | list[float]) -> float | None:
+    """Population stability index of ``observed`` bin counts against the ``reference`` counts.
+
+    ``sum((o - r) * ln(o / r))`` over the bins' shares, each floored at ``PSI_EPS``. None when either
+    side has no rows. 0.1 reads as some change, 0.2 as a significant shift.
+    """
+    import math
+
+    r_total, o_total = float(sum(reference)), float(sum(observed))
+    if r_total <= 0 or o_total <= 0 or len(reference) != len(observed):
+        return None
+    total = 0.0
+    for r, o in zip(reference, observed):
+        rs, os_ = max(r / r_total, PSI_EPS), max(o / o_total, PSI_EPS)
+        total += (os_ - rs) * math.log(os_ / rs)
+    return total
