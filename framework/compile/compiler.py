@@ -111,9 +111,10 @@ def _gate_text(g: Any) -> str:
 
 def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> None:
     s = r.serving
-    # monitoring.enabled: false turns the replicas' metrics off (new builder args); the input is
-    # added only then, so the usual recipe's fingerprint does not change with it.
-    inputs = [r.model_id, _section(s)] + ([] if r.monitoring.enabled else [{"metrics": False}])
+    # The replicas read monitoring.enabled, .drift and .log (builder args): a change redeploys them.
+    m = r.monitoring
+    inputs = [r.model_id, _section(s)] + (
+        [_section(m.drift), _section(m.log)] if m.enabled else [{"metrics": False}])
     deploy = b.add(
         "serving.deploy", "serving.deploy", inputs, [register, materialize],
         app=r.model_id, route=f"{s.route_prefix.rstrip('/')}/v1/models/{r.model_id}/predictions",
