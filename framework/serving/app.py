@@ -71,15 +71,21 @@ class LoomPredictor:
         self.stats = StatsRecorder(self.args.app_name or self.args.model_id, enabled=self.args.stats)
         self._rng = random.Random()
         predict_fn = self._predict_batched if serving.batching.enabled else self._predict_direct
+        replica_id = _replica_id()
         self.predictor = Predictor(self.args, lookup, predict_fn,
-                                   make_metrics(self.args.model_id, self.args.metrics), self.stats)
+                                   make_metrics(self.args.model_id, self.args.metrics), self.stats,
+                                   replica=replica_id)
         self.predictor.warm()  # before Serve counts this replica ready
         if serving.batching.enabled:
             self._batched.set_max_batch_size(serving.batching.max_batch_size)
             self._batched.set_batch_wait_timeout_s(serving.batching.batch_wait_timeout_ms / 1000)
         self._inflight = 0
         self._queued = 0  # requests waiting in (or being answered by) the batch queue
-        self.replica = {"pid": os.getpid(), "id": _replica_id(), "started_at": time.time()}
+        self.replica = {"pid": os.getpid(), "id": replica_id, "started_at": time.time()}
+
+    def __del__(self) -> None:
+        # Serve calls this when it stops the replica: the last drift counts and log records out.
+        self.predictor.watch.close()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this in place when the deployment's ``user_config`` changes."""
@@ -198,7 +204,7 @@ class LoomPredictor:
                                     self.args.entity_keys)
                 pin = self._pin_of(req)
                 self.keys.authorize(holder, self.args.model_id)
-                answers = await self.predictor.predict(req.as_instances(), pin)
+                answers = await self.predictor.predict(req.as_instances(), pin, rid)
             version = answers[0]["model_version"] or "none"
             outcome = "degraded" if any(a["degraded"] for a in answers) else "ok"
         except ApiError as exc:

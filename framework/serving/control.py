@@ -4,7 +4,7 @@ One model for both sides: the deploy step and the rollout controller build it, `
 it before Serve sees it (a bad reconfigure would fail the whole deployment), and replicas read it
 in ``reconfigure``. On the wire it is a plain JSON object::
 
-    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"][, "contract"]},
+    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"][, "contract"][, "profile_path"]},
                "candidate": null | {...}, "previous": null | {...}},
      "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int,
      "record_samples": bool}
@@ -45,6 +45,9 @@ class SlotSpec(_Doc):
                                 "ignored unless the replica's environment has LOOM_TEST_FAULTS=1).")
     contract: Contract | None = Field(
         default=None, description="The version's contract (task, labels, features, categories).")
+    profile_path: str | None = Field(
+        default=None, description="The version's training reference profile (JSON): the replicas "
+        "bin features and scores in its bins (monitoring.drift).")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -94,7 +97,7 @@ class UserConfig(_Doc):
         """The JSON object Serve carries (slots without a fault have no ``fault`` key)."""
         doc = self.model_dump(mode="json")
         for slot in doc["slots"].values():
-            for key in ("fault", "contract"):
+            for key in ("fault", "contract", "profile_path"):
                 if slot is not None and slot.get(key) is None:
                     slot.pop(key, None)
         return doc

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from framework.serving.encoding import check_features
-from framework.serving.features import merge_row
+from framework.serving.features import merge_row, require_complete
 from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
 from framework.serving.slots import Slot
@@ -54,7 +54,7 @@ class EventScoring:
         for j, i in enumerate(ok):
             if complete and self.args.serving.missing_features == "reject":
                 try:
-                    self._require_complete([rows[j]], [instances[i]], [looked[j]])
+                    require_complete([rows[j]], [instances[i]], [looked[j]], self.names)
                 except ApiError as exc:
                     out[i] = exc
                     continue

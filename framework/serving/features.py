@@ -140,3 +140,24 @@ def to_vector(row: dict[str, Any], names: list[str]) -> list[float]:
 
 
 NAN = float("nan")
+
+
+def require_complete(rows: list[dict[str, Any]], instances: list[Any], looked: list[dict[str, Any]],
+                     names: list[str]) -> None:
+    """422 naming the missing features of the first incomplete row, and why they are missing."""
+    for i, row in enumerate(rows):
+        missing = missing_features(row, names)
+        if missing:
+            where = f"instances[{i}]: " if len(rows) > 1 else ""
+            keys = instances[i].entities
+            if not keys:
+                hint = " Send them in 'features' or give 'entities' to look them up."
+            elif not any(v is not None for v in looked[i].values()):
+                named = ", ".join(f"{k}={str(v)[:64]}" for k, v in keys.items())
+                hint = (f" The online store has no row for {named} (an unknown entity, or its "
+                        "values are older than the view's ttl_s); send the features in "
+                        "'features', or materialize that entity.")
+            else:
+                hint = " The online store has no current value for them; send them in 'features'."
+            raise ApiError(422, f"{where}Missing required features: {', '.join(missing)}.{hint}",
+                           [{"field": f"features.{n}", "message": "required"} for n in missing])

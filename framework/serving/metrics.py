@@ -9,6 +9,16 @@ Names as scraped from Ray's metrics port:
 - ``ray_loom_fallbacks_total{model,level}``            answers from a fallback level
 - ``ray_loom_circuit_state{model,dependency}``         0 closed, 1 half-open, 2 open
 - ``ray_loom_unseen_categories_total{model,feature}``  categories a version never saw in training
+
+Model and data monitoring (``framework.serving.drift``, in the bins of each version's training profile):
+
+- ``ray_loom_monitored_rows_total{model,version}``               rows binned (the denominator)
+- ``ray_loom_feature_bin_total{model,version,feature,bin}``      rows per bin of each feature
+- ``ray_loom_feature_missing_total{model,version,feature}``      rows without the feature
+- ``ray_loom_feature_out_of_range_total{model,version,feature}`` values outside training's range
+- ``ray_loom_score_bin_total{model,version,bin}``                rows per bin of the score
+- ``ray_loom_feature_psi{model,version,feature}``                PSI of the replica's last window
+- ``ray_loom_score_psi{model,version}``                          the score's PSI, the same way
 """
 
 from __future__ import annotations
@@ -39,6 +49,27 @@ class NullMetrics:
     def unseen_category(self, feature: str) -> None:
         """Count one category the answering version never saw in training (read as missing)."""
 
+    def monitored_rows(self, version: str, n: int) -> None:
+        """Count rows binned for drift."""
+
+    def feature_bin(self, version: str, feature: str, bin_index: int, n: int) -> None:
+        """Count rows whose ``feature`` fell in a bin of the reference profile."""
+
+    def feature_missing(self, version: str, feature: str, n: int) -> None:
+        """Count rows without ``feature``."""
+
+    def feature_out_of_range(self, version: str, feature: str, n: int) -> None:
+        """Count values of ``feature`` outside the range training saw."""
+
+    def score_bin(self, version: str, bin_index: int, n: int) -> None:
+        """Count scores in a bin of the reference profile."""
+
+    def feature_psi(self, version: str, feature: str, value: float) -> None:
+        """Set a feature's PSI over the window (NaN: too few rows)."""
+
+    def score_psi(self, version: str, value: float) -> None:
+        """Set the score's PSI over the window (NaN: too few rows)."""
+
 
 class ServeMetrics(NullMetrics):
     """The same calls, recorded with Ray Serve's metrics API inside a replica."""
@@ -67,9 +98,28 @@ class ServeMetrics(NullMetrics):
             "loom_unseen_categories", description="Categories the answering version never saw in "
             "training; read as missing.", tag_keys=("model", "feature"))
 
+        self._rows = metrics.Counter("loom_monitored_rows", description="Rows binned for drift.",
+                                     tag_keys=("model", "version"))
+        self._bins = metrics.Counter(
+            "loom_feature_bin", description="Rows per bin of each feature (training profile bins).",
+            tag_keys=("model", "version", "feature", "bin"))
+        self._missing = metrics.Counter("loom_feature_missing", description="Rows without the feature.",
+                                        tag_keys=("model", "version", "feature"))
+        self._outside = metrics.Counter(
+            "loom_feature_out_of_range", description="Feature values outside training's range.",
+            tag_keys=("model", "version", "feature"))
+        self._score_bins = metrics.Counter(
+            "loom_score_bin", description="Rows per bin of the score (training profile bins).",
+            tag_keys=("model", "version", "bin"))
+        self._psi = metrics.Gauge("loom_feature_psi", description="Feature PSI over the replica's "
+                                  "window (NaN: too few rows).", tag_keys=("model", "version", "feature"))
+        self._score_psi = metrics.Gauge("loom_score_psi", description="Score PSI over the replica's "
+                                        "window (NaN: too few rows).", tag_keys=("model", "version"))
+
         # The model tag is a default tag, so hot-path calls pass only what varies.
         for metric in (self._requests, self._latency, self._lookup, self._hits, self._fallbacks,
-                       self._circuit, self._unseen):
+                       self._circuit, self._unseen, self._rows, self._bins, self._missing,
+                       self._outside, self._score_bins, self._psi, self._score_psi):
             metric.set_default_tags(dict(self.tags))  # Serve adds its tags to the dict given
 
     def request(self, version: str, outcome: str, latency_ms: float) -> None:
@@ -90,6 +140,27 @@ class ServeMetrics(NullMetrics):
 
     def unseen_category(self, feature: str) -> None:
         self._unseen.inc(1, tags={"feature": feature})
+
+    def monitored_rows(self, version: str, n: int) -> None:
+        self._rows.inc(n, tags={"version": version})
+
+    def feature_bin(self, version: str, feature: str, bin_index: int, n: int) -> None:
+        self._bins.inc(n, tags={"version": version, "feature": feature, "bin": str(bin_index)})
+
+    def feature_missing(self, version: str, feature: str, n: int) -> None:
+        self._missing.inc(n, tags={"version": version, "feature": feature})
+
+    def feature_out_of_range(self, version: str, feature: str, n: int) -> None:
+        self._outside.inc(n, tags={"version": version, "feature": feature})
+
+    def score_bin(self, version: str, bin_index: int, n: int) -> None:
+        self._score_bins.inc(n, tags={"version": version, "bin": str(bin_index)})
+
+    def feature_psi(self, version: str, feature: str, value: float) -> None:
+        self._psi.set(value, tags={"version": version, "feature": feature})
+
+    def score_psi(self, version: str, value: float) -> None:
+        self._score_psi.set(value, tags={"version": version})
 
 
 def make_metrics(model_id: str, enabled: bool) -> Any:

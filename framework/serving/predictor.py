@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +20,15 @@ from framework.serving.fallback import compile_rules, first_match
 from framework.serving.encoding import VersionCodec, check_features
 from framework.serving.each import EventScoring
 from framework.serving.entities import EntityChecker
-from framework.serving.features import EntityKeyError, FeatureLookup, merge_row, missing_features
+from framework.serving.features import (EntityKeyError, FeatureLookup, merge_row, missing_features,
+                                        require_complete)
 from framework.serving.metrics import NullMetrics
 from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
 from framework.serving.settings import AppArgs
 from framework.serving.slots import ModelFault, Slot, SlotTable, load_booster
 from framework.serving.stats import StatsRecorder
+from framework.serving.watch import Watch
 
 PredictFn = Callable[[Slot, list[list[float]]], Awaitable[Any]]
 FEATURE_STORE = "feature_store"
@@ -42,7 +45,8 @@ class Predictor(EventScoring):
     """Answers instances for one model; holds slots, cache, breakers, fallbacks and a feature lookup."""
 
     def __init__(self, args: AppArgs, lookup: FeatureLookup, predict_fn: PredictFn,
-                 metrics: Any = None, stats: StatsRecorder | None = None, seed: int | None = None):
+                 metrics: Any = None, stats: StatsRecorder | None = None, seed: int | None = None,
+                 replica: str = ""):
         s = args.serving
         self.args = args
         self.names = list(args.feature_names)
@@ -69,6 +73,7 @@ class Predictor(EventScoring):
         default = [lvl for lvl in s.fallback if lvl.type == "default"]
         self.default = default[0] if default else None
         self.fallback_models = [(m.version, load_booster(m.model_path)) for m in args.fallback_models]
+        self.watch = Watch(args, self.metrics, replica or f"pid{os.getpid()}")  # drift, prediction log
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -78,6 +83,7 @@ class Predictor(EventScoring):
         table._boosters = dict(self.slots._boosters)
         live = table.apply(user_config)
         self.slots = table
+        self.watch.versions(table)
         if self.cache is not None:
             self.cache.keep_versions(live)
 
@@ -108,7 +114,8 @@ class Predictor(EventScoring):
 
     # -- the request -------------------------------------------------------------------------------
 
-    async def predict(self, instances: list[Instance], pin: str | None = None) -> list[dict[str, Any]]:
+    async def predict(self, instances: list[Instance], pin: str | None = None,
+                      request_id: str = "") -> list[dict[str, Any]]:
         """Answers for ``instances`` (one per instance, in order); ``ApiError`` for bad input.
 
         ``pin``: a version or alias (``model_id@2``, ``model_id@champion``) that answers instead of
@@ -141,6 +148,8 @@ class Predictor(EventScoring):
         if todo:
             rows, complete = await self._rows([instances[i] for i in todo])
             await self._answer(todo, rows, complete, role, slot, table, instances, answers, started)
+            self.watch.logged(request_id, [instances[i] for i in todo], rows,
+                              [answers[i] for i in todo], time.time())  # type: ignore[misc]
         return answers  # type: ignore[return-value]
 
     def _from_cache(self, instances: list[Instance], version: str, answers: list) -> list[int]:
@@ -161,7 +170,7 @@ class Predictor(EventScoring):
         looked, complete = await self._looked(instances)
         rows = [merge_row(looked[i], inst.features, self.names) for i, inst in enumerate(instances)]
         if complete and self.args.serving.missing_features == "reject":
-            self._require_complete(rows, instances, looked)
+            require_complete(rows, instances, looked, self.names)
         return rows, complete
 
     async def _looked(self, instances: list[Instance]) -> tuple[list[dict[str, Any]], bool]:
@@ -215,25 +224,6 @@ class Predictor(EventScoring):
             self._lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="loom-lookup")
         return self._lookup_pool
 
-    def _require_complete(self, rows: list[dict[str, Any]], instances: list[Instance],
-                          looked: list[dict[str, Any]]) -> None:
-        for i, row in enumerate(rows):
-            missing = missing_features(row, self.names)
-            if missing:
-                where = f"instances[{i}]: " if len(rows) > 1 else ""
-                keys = instances[i].entities
-                if not keys:
-                    hint = " Send them in 'features' or give 'entities' to look them up."
-                elif not any(v is not None for v in looked[i].values()):
-                    named = ", ".join(f"{k}={str(v)[:64]}" for k, v in keys.items())
-                    hint = (f" The online store has no row for {named} (an unknown entity, or its "
-                            "values are older than the view's ttl_s); send the features in "
-                            "'features', or materialize that entity.")
-                else:
-                    hint = " The online store has no current value for them; send them in 'features'."
-                raise ApiError(422, f"{where}Missing required features: {', '.join(missing)}.{hint}",
-                               [{"field": f"features.{n}", "message": "required"} for n in missing])
-
     async def _answer(self, todo, rows, complete, role, slot, table, instances, answers, started):
         if complete:  # _rows refused rows with missing features, or the model takes them
             full, partial = list(range(len(rows))), []
@@ -269,14 +259,16 @@ class Predictor(EventScoring):
         ``record``: keep a sample per answer for the rollout controller (``record_samples`` in
         ``user_config``, set only while a rollout runs: nobody reads them otherwise).
         """
-        raw = await self._call_model(slot, rows)
+        called = await self._call_model(slot, rows)
         latency = (time.perf_counter() - started) * 1000
-        if raw is None:
+        if called is None:
             if record:
                 self.stats.record(slot.version, role, False, latency, instances=len(rows))
             return None
+        raw, vectors = called
         out = [self._model_answer(r, slot) for r in raw]
         scores = [ans.pop("_score") for ans in out]
+        self.watch.answered(slot.version, vectors, scores)
         if record:  # one sample per request: a batch is one request of len(rows) instances
             self.stats.record(slot.version, role, True, latency, scores, instances=len(rows))
         return out, scores
@@ -286,7 +278,8 @@ class Predictor(EventScoring):
         codec = slot.codec or self._app_codec
         return [codec.vector(row, self.metrics.unseen_category) for row in rows]
 
-    async def _call_model(self, slot: Slot, rows: list[dict[str, Any]]) -> Any | None:
+    async def _call_model(self, slot: Slot, rows: list[dict[str, Any]]) -> tuple[Any, list] | None:
+        """The model's raw outputs and the vectors it read; None when it failed or timed out."""
         dependency = f"model:{slot.version}"
         cb = self.breaker(dependency)
         if not cb.allow():
@@ -303,7 +296,7 @@ class Predictor(EventScoring):
             return None
         cb.success()
         self._report(dependency)
-        return raw
+        return raw, vectors
 
     def _model_answer(self, raw: Any, slot: Slot, level: str | None = None) -> dict[str, Any]:
         """An answer in ``slot``'s version's own contract (its task, labels and contract major)."""
@@ -320,14 +313,15 @@ class Predictor(EventScoring):
         if candidate is None:
             return
         t0 = time.perf_counter()
-        raw = await self._call_model(candidate, rows)
+        called = await self._call_model(candidate, rows)
         latency = (time.perf_counter() - t0) * 1000
-        if raw is None:
+        if called is None:
             self.stats.record(candidate.version, "shadow", False, latency, instances=len(rows))
             return
         labeler = (candidate.codec or self._app_codec).labeler
-        self.stats.record(candidate.version, "shadow", True, latency,
-                          [labeler.answer(r)["score"] for r in raw], stable_scores,
+        scores = [labeler.answer(r)["score"] for r in called[0]]
+        self.watch.answered(candidate.version, called[1], scores)  # the candidate's drift, unseen
+        self.stats.record(candidate.version, "shadow", True, latency, scores, stable_scores,
                           instances=len(rows))
 
     async def _fallback(self, role, table, rows) -> list[dict[str, Any]]:
@@ -350,10 +344,10 @@ class Predictor(EventScoring):
     async def _model_level(self, slot: Slot | None, rows, level: str) -> list[dict] | None:
         if slot is None:
             return None
-        raw = await self._call_model(slot, rows)
-        if raw is None:
+        called = await self._call_model(slot, rows)
+        if called is None:
             return None
-        return [_strip(self._model_answer(r, slot, level)) for r in raw]
+        return [_strip(self._model_answer(r, slot, level)) for r in called[0]]
 
     async def _fallback_models(self, rows) -> list[dict] | None:
         for version, booster in self.fallback_models:

@@ -51,6 +51,11 @@ class AppArgs(BaseModel):
     fallback_models: list[FallbackModel] = Field(default_factory=list)
     stats: bool = Field(default=True, description="Ship per-request samples to the stats actor.")
     metrics: bool = Field(default=True, description="Export Prometheus metrics (monitoring.enabled).")
+    drift: dict[str, Any] | None = Field(
+        default=None, description="monitoring.drift (sample_rate, window_s, min_rows); None: off.")
+    prediction_log: dict[str, Any] | None = Field(
+        default=None, description="The prediction log: directory, sample_rate, max_bytes, flush_s; "
+        "None: off.")
     deployment_name: str = Field(default="Predictor")
 
 

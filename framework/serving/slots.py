@@ -35,6 +35,7 @@ class Slot:
     error_rate: float = 0.0
     extra_latency_ms: float = 0.0
     codec: Any = None  # a VersionCodec: the version's feature order, categories and labels
+    profile_path: str | None = None  # its training reference profile (monitoring.drift bins)
 
     def describe(self) -> dict[str, Any]:
         """Version, URI and contract, for ``GET /v1/models`` (never an injected fault)."""
@@ -125,7 +126,7 @@ class SlotTable:
             fault = None
         return Slot(version, path, spec.model_uri, booster,
                     fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0,
-                    VersionCodec(spec.contract, *self.defaults))
+                    VersionCodec(spec.contract, *self.defaults), spec.profile_path)
 
     def pick(self, rng: random.Random) -> tuple[str, Slot]:
         """The role and slot that answers one request, by ``candidate_weight`` percent."""

@@ -316,7 +316,9 @@ def _predictor(args: dict[str, Any]) -> Any:
     from framework.serving.settings import parse_args
     from framework.serving.stats import StatsRecorder
 
-    parsed = parse_args(args)
+    # Events are counted by the ray_loom_stream_* series; drift and the prediction log are the
+    # online replicas' (their metrics and files would double up here).
+    parsed = parse_args(args).model_copy(update={"drift": None, "prediction_log": None})
     lookup = build_lookup(parsed.features, list(parsed.entity_keys), parsed.feature_names)
     rng = random.Random()
 

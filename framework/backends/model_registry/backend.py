@@ -117,10 +117,18 @@ class MlflowRegistryBackend:
         ctx.progress(f"registered {name} version {version.version} as '{alias}' "
                      f"(champion unchanged; promote with `loom registry promote recipe={ctx.recipe.name} "
                      f"--version {version.version}`)")
+        model_path = train.get("model_path") or self._download(ctx, name, version.version)
         return {"model_name": name, "version": str(version.version),
                 "model_uri": f"models:/{name}/{version.version}", "run_id": run_id,
-                "model_path": train.get("model_path") or self._download(ctx, name, version.version),
-                "alias": alias, "contract": train.get("contract")}
+                "model_path": model_path, "alias": alias, "contract": train.get("contract"),
+                "profile_path": self._profile(ctx, run_id, Path(model_path).parent)}
+
+    def _profile(self, ctx: "RunContext", run_id: str, target: Path) -> str | None:
+        # Beside the booster, so the replicas that load it bin traffic in its bins.
+        from framework.backends.model_registry.tracking import tracking_uri
+        from framework.backends.model_registry.versions import reference_profile_path
+
+        return reference_profile_path(tracking_uri(ctx.recipe, Path(ctx.workspace)), run_id, target)
 
     def _register(self, client: "MlflowClient", step: "Step", ctx: "RunContext", run_id: str) -> Any:
         from framework.backends.model_registry.versions import register_version

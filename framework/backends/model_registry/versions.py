@@ -122,7 +122,8 @@ def resolve_model(tracking_uri: str, model_name: str, version_or_alias: str,
             else a fresh temp dir.
 
     Returns:
-        ``{"model_name", "version", "model_uri", "run_id", "model_path", "aliases"}``.
+        ``{"model_name", "version", "model_uri", "run_id", "model_path", "aliases", "contract",
+        "profile_path"}`` (the last two None for a version whose run did not log them).
     """
     import mlflow.artifacts
 
@@ -145,7 +146,8 @@ def resolve_model(tracking_uri: str, model_name: str, version_or_alias: str,
     return {"model_name": model_name, "version": str(version.version),
             "model_uri": f"models:/{model_name}/{version.version}", "run_id": version.run_id,
             "model_path": str(model_path), "aliases": sorted(version.aliases or []),
-            "contract": _contract(tracking_uri, version.run_id, target)}
+            "contract": _contract(tracking_uri, version.run_id, target),
+            "profile_path": reference_profile_path(tracking_uri, version.run_id, target)}
 
 
 def _contract(uri: str, run_id: str | None, target: Path) -> dict[str, Any] | None:
@@ -155,20 +157,36 @@ def _contract(uri: str, run_id: str | None, target: Path) -> dict[str, Any] | No
     """
     import json
 
-    import mlflow.artifacts
-
     from framework.compile.contract import CONTRACT_FILE
 
-    path = target / CONTRACT_FILE
+    path = _run_file(uri, run_id, target, CONTRACT_FILE)
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+
+
+def reference_profile_path(uri: str, run_id: str | None, target: Path) -> str | None:
+    """The local path of the version's training reference profile (``loom/reference_profile.json``
+    of its run), cached beside its booster: the replicas bin live traffic in its bins."""
+    from framework.backends.model_registry.profile import PROFILE_FILE
+
+    path = _run_file(uri, run_id, target, PROFILE_FILE)
+    return str(path) if path is not None else None
+
+
+def _run_file(uri: str, run_id: str | None, target: Path, name: str) -> Path | None:
+    """``target/name``, downloaded from ``loom/<name>`` of the run when missing; None when the run
+    has no such artifact."""
+    import mlflow.artifacts
+
+    path = target / name
     if not path.is_file() and run_id:
         try:
             got = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"loom/{CONTRACT_FILE}", dst_path=str(target / "run"),
+                run_id=run_id, artifact_path=f"loom/{name}", dst_path=str(target / "run"),
                 tracking_uri=uri)
             Path(got).replace(path)
-        except Exception:  # MlflowException, OSError: no contract logged for this version
+        except Exception:  # MlflowException, OSError: nothing logged under that name
             return None
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return path if path.is_file() else None
 
 
 def _cache_dir(uri: str, name: str, version: str) -> Path:

@@ -84,10 +84,32 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
         api_keys=key_records(recipe.serving, project_dir) if recipe.serving.auth.enabled else [],
         stats=stats,
         metrics=recipe.monitoring.enabled,
+        drift=drift_settings(recipe),
+        prediction_log=prediction_log_settings(recipe, workspace),
         fallback_models=fallback_models or [],
         deployment_name=DEPLOYMENT,
     )
     return args.model_dump(mode="json")
+
+
+def drift_settings(recipe: Any) -> dict[str, Any] | None:
+    """What the replicas need of ``monitoring.drift``; None when monitoring or drift is off."""
+    m = recipe.monitoring
+    if not (m.enabled and m.drift.enabled):
+        return None
+    return m.drift.model_dump(mode="json", include={"sample_rate", "window_s", "min_rows"})
+
+
+def prediction_log_settings(recipe: Any, workspace: Path) -> dict[str, Any] | None:
+    """Where and how the replicas write the prediction log; None when monitoring or the log is off."""
+    from framework.serving.predlog import log_dir
+
+    m = recipe.monitoring
+    if not (m.enabled and m.log.enabled and m.log.sample_rate > 0):
+        return None
+    return {"directory": str(log_dir(Path(workspace).resolve(), recipe.model_id)),
+            "sample_rate": m.log.sample_rate, "max_bytes": int(m.log.max_mb * 1024 * 1024),
+            "flush_s": m.log.flush_s}
 
 
 def app_config(model_id: str, args: dict[str, Any], user_config: dict[str, Any],
@@ -170,4 +192,5 @@ def slot_of(model: dict[str, Any]) -> Any:
     from framework.serving.control import SlotSpec
 
     return SlotSpec(version=str(model["version"]), model_path=str(model["model_path"]),
-                    model_uri=str(model.get("model_uri", "")), contract=model.get("contract"))
+                    model_uri=str(model.get("model_uri", "")), contract=model.get("contract"),
+                    profile_path=model.get("profile_path"))
