@@ -128,6 +128,8 @@ def apply(planned: Planned | Plan, backend: Backend | None = None,
     changed = {s.kind for s in planned.plan.changes}
     if backend is None and not planned.preflighted:
         _preflight(planned)
+    if backend is None:
+        _check_data(planned, changed)
     if backend is not None or not changed & RAY_KINDS:
         return executor.apply(planned.plan, planned.ctx, planned.state, backends, on_step)
     from framework.backends.session import engine_session
@@ -191,6 +193,20 @@ def _preflight(planned: Planned, origin: Callable[[str], str | None] | None = No
                                    origin or (lambda path: None))
     preflight.raise_for(problems)
     planned.preflighted = True
+
+
+def _check_data(planned: Planned, changed: set[str]) -> None:
+    """Before a plan that reads the data applies anything, its checks run on the data itself;
+    the training run logs the results (``backends.data_quality``).
+
+    Raises:
+        RecipeError: every failed check; nothing is applied.
+    """
+    from framework.backends import data_quality
+    from framework.backends.preflight import DATA_KINDS
+
+    if changed & DATA_KINDS:
+        planned.ctx.outputs[data_quality.OUTPUTS_KEY] = data_quality.check_before_apply(planned.ctx)
 
 
 def _replan_context(saved: Plan, progress: Callable[[str], None]) -> Planned:
@@ -303,6 +319,41 @@ def stream(action: str, args: list[str], templates: tuple[str, ...] = (),
     actions = {"up": lambda: control.up(ctx, progress), "status": lambda: control.status(ctx),
                "down": lambda: control.down(ctx)}
     return actions[action]()
+
+
+def monitor(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
+            window: str | None = "1h") -> dict[str, Any]:
+    """``loom monitor``: drift and data quality of the prediction log over ``window`` (``1h``,
+    ``7d``, ``all``), per version against its training reference profile.
+
+    Raises:
+        DataError: a malformed window.
+    """
+    from framework.monitor.logread import parse_window
+    from framework.monitor.report import monitor_report
+
+    loaded = validate(args, templates, project_dir)
+    ctx = context(loaded.recipe, loaded.project_dir)
+    return monitor_report(loaded.recipe, ctx.workspace, parse_window(window))
+
+
+def monitor_evaluate(args: list[str], labels: Path, templates: tuple[str, ...] = (),
+                     project_dir: Path | None = None, label_column: str | None = None,
+                     time_column: str | None = None, window: str | None = None) -> dict[str, Any]:
+    """``loom monitor evaluate``: the prediction log joined with labels that arrived later; the
+    task's metrics per version and per day, and fairness per ``monitoring.fairness.group_by`` group.
+
+    Raises:
+        DataError: no log, or a labels file that cannot be read or joined (names file, column, fix).
+    """
+    from framework.monitor.logread import parse_window
+    from framework.monitor.report import EvaluateRequest, evaluate_report
+
+    loaded = validate(args, templates, project_dir)
+    ctx = context(loaded.recipe, loaded.project_dir)
+    req = EvaluateRequest(labels=_in_project(labels, loaded.project_dir), label_column=label_column,
+                          time_column=time_column, window_s=parse_window(window))
+    return evaluate_report(loaded.recipe, ctx.workspace, req)
 
 
 def _in_project(path: Path, project: Path) -> Path:

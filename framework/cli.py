@@ -294,6 +294,28 @@ def cmd_stream(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(ns: argparse.Namespace) -> int:
+    from framework import api
+    from framework.errors import DataError
+    from framework.monitor.render import render_evaluate, render_monitor
+
+    evaluate = bool(ns.args) and ns.args[0] == "evaluate"
+    args = ns.args[1:] if evaluate else ns.args
+    if evaluate and ns.labels is None:
+        raise DataError("loom monitor evaluate needs --labels PATH: a parquet or CSV file of labels "
+                        "with request_id or the entity keys.")
+    if not evaluate and (ns.labels or ns.label_column or ns.time_column):
+        raise DataError("--labels, --label-column and --time-column belong to `loom monitor evaluate`.")
+    if evaluate:
+        out = api.monitor_evaluate(args, ns.labels, tuple(ns.templates), ns.project, ns.label_column,
+                                   ns.time_column, ns.window)
+    else:
+        out = api.monitor(args, tuple(ns.templates), ns.project, ns.window or "1h")
+    print(json.dumps(out, indent=2, sort_keys=True, default=str) if ns.json else
+          (render_evaluate if evaluate else render_monitor)(out))
+    return 0
+
+
 def cmd_schema(ns: argparse.Namespace) -> int:
     from framework import api
 
@@ -325,6 +347,7 @@ COMMANDS = {
     "rollout": cmd_rollout,
     "batch": cmd_batch,
     "stream": cmd_stream,
+    "monitor": cmd_monitor,
 }
 
 

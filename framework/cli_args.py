@@ -123,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(p)
     p.add_argument("--json", action="store_true", help="print JSON for machines")
 
+    p = sub.add_parser("monitor", help="drift and data quality of the prediction log; `monitor "
+                                       "evaluate --labels PATH`: accuracy with delayed labels")
+    _recipe_args(p)
+    p.add_argument("--window", default=None, metavar="SPAN", help="how far back to read the log: "
+                   "30m, 1h, 7d, all (default: 1h; evaluate: all)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--labels", type=Path, default=None, help="evaluate: parquet or CSV of labels with "
+                   "request_id or the entity keys (and optionally a label time)")
+    p.add_argument("--label-column", default=None, help="evaluate: the label column (default: "
+                   "training.label.column)")
+    p.add_argument("--time-column", default=None, help="evaluate: the labels' time column (default: "
+                   "the label source's timestamp_field, label_time, event_timestamp or timestamp, if "
+                   "present); 'none': one label per entity")
+
     p = sub.add_parser("schema", help="write the recipe JSON Schema (for editors)")
     p.add_argument("-o", "--out", type=Path, help="file to write (default: stdout)")
     return parser

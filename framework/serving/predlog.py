@@ -94,6 +94,7 @@ class PredictionLogWriter:
         self._buffer: collections.deque[tuple] = collections.deque()
         self._write_lock = threading.Lock()
         self._seq = 0
+        self._token = os.urandom(3).hex()  # two writers of one process never share a file name
         self.written = 0  #: rows written to files
         self.dropped = 0  #: rows sampled but lost (full buffer, failed write)
         self.deleted = 0  #: files removed to keep the log under max_bytes
@@ -188,7 +189,7 @@ class PredictionLogWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        path = folder / f"{self.replica}-{stamp}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        path = folder / f"{self.replica}-{stamp}-{self._token}-{self._seq:06d}{SUFFIX}"
         tmp = folder / f".{path.name}.tmp"  # readers skip dot files: they never see half a file
         try:
             pq.write_table(self.table(rows), tmp, compression="zstd")

@@ -1,0 +1,1 @@
+"""`loom monitor`: drift and data quality over the prediction log, and accuracy with delayed labels."""
