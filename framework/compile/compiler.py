@@ -11,8 +11,9 @@ from framework.spec import Recipe
 from framework.spec.rollout import BlueGreen, Canary
 
 #: How monitoring rules are rendered; bumped when the rendering changes (2: every Loom selector
-#: is scoped to its model), so files written by an older Loom are re-rendered.
-RULES_RENDERING = 2
+#: is scoped to its model; 3: generated slo/drift rules, dashboard, Alertmanager config), so files
+#: written by an older Loom are re-rendered.
+RULES_RENDERING = 3
 
 
 class _Builder:

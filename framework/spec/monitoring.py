@@ -1,10 +1,15 @@
 """The ``monitoring`` section: the replicas' metrics and the alert rules rendered for Prometheus."""
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from framework.spec.base import Name, Spec
+from framework.spec.base import Name, SecretRef, Spec
+
+#: Alerts Loom renders from thresholds (``slo``, ``drift``); a user alert may not take their names.
+GENERATED_ALERTS = ("high_error_rate", "slow_predictions", "feature_drift", "score_drift",
+                    "missing_features", "out_of_range_features")
 
 
 class AlertRule(Spec):
@@ -19,6 +24,22 @@ class AlertRule(Spec):
     summary: str = Field(default="", description="One line for the person paged.")
 
 
+class Slo(Spec):
+    """Service-level alerts, rendered per model and version from thresholds."""
+
+    max_error_rate: float | None = Field(
+        default=0.02, gt=0, le=1, description="Fraction of a version's requests that fail "
+        "(outcome error, not client errors) above which `high_error_rate` fires; null: no alert.")
+    max_p99_latency_ms: float | None = Field(
+        default=250.0, gt=0, description="p99 request latency of a version, in ms, above which "
+        "`slow_predictions` fires; null: no alert.")
+    window_s: float = Field(
+        default=300.0, gt=0, description="Seconds of traffic the error rate and p99 are computed "
+        "over (the PromQL rate window).")
+    for_s: float = Field(
+        default=300.0, ge=0, description="Seconds a breach holds before its alert fires.")
+
+
 class Drift(Spec):
     """Model and data monitoring in the replicas: each feature and the score binned in the bins of
     the answering version's training reference profile, against which PSI is computed per window."""
@@ -30,7 +51,8 @@ class Drift(Spec):
         default=1.0, gt=0, le=1, description="Fraction of answered rows binned (1: every row).")
     window_s: float = Field(
         default=600.0, ge=5, le=86_400, description="Seconds of traffic each replica's PSI gauges "
-        "cover (ray_loom_feature_psi, ray_loom_score_psi).")
+        "cover (ray_loom_feature_psi, ray_loom_score_psi); also the rate window of the "
+        "missing and out-of-range alerts.")
     min_rows: int = Field(
         default=100, ge=1, description="Rows a window needs before its PSI is exported; fewer say "
         "nothing rather than something noisy.")
@@ -72,6 +94,57 @@ class Fairness(Spec):
         "and accuracy; above it `loom monitor evaluate` flags the gap.")
 
 
+class Webhook(Spec):
+    """Where Alertmanager posts the model's alerts (its ``webhook_config``)."""
+
+    url: str | None = Field(
+        default=None, description="The webhook's http(s) URL, written into alertmanager.yml; it "
+        "may not carry credentials (put a token in bearer_token, or use url_secret).")
+    url_secret: SecretRef | None = Field(
+        default=None, description="The URL as a secret, for URLs that are themselves the "
+        "credential (e.g. Slack's): rendered as url_file, which Alertmanager reads (releases after 0.25).")
+    bearer_token: SecretRef | None = Field(
+        default=None, description="Token sent as 'Authorization: Bearer', rendered as "
+        "credentials_file, which Alertmanager reads.")
+    send_resolved: bool = Field(default=True, description="Also post when an alert resolves.")
+
+    @field_validator("url")
+    @classmethod
+    def _plain_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("A webhook URL starts with http:// or https:// and names a host")
+        if parts.username or parts.password:
+            raise ValueError("A webhook URL may not carry credentials (user:password@): they would "
+                             "sit in clear in alertmanager.yml. Use bearer_token or url_secret")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> "Webhook":
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("Give exactly one of 'url' or 'url_secret' for the webhook")
+        return self
+
+
+class Alertmanager(Spec):
+    """An Alertmanager receiver for the model's alerts, rendered as alertmanager.yml."""
+
+    address: str = Field(
+        default="127.0.0.1:9093", pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d+$",
+        description="host:port of the Alertmanager that Prometheus sends alerts to (the "
+        "alerting section of the rendered prometheus.yml).")
+    webhook: Webhook = Field(description="The receiver's webhook.")
+    group_wait_s: float = Field(
+        default=30.0, ge=0, description="Seconds Alertmanager waits to group a new alert with "
+        "others before the first post.")
+    group_interval_s: float = Field(
+        default=300.0, gt=0, description="Seconds between posts about new alerts of a group.")
+    repeat_interval_s: float = Field(
+        default=14_400.0, gt=0, description="Seconds before a still-firing alert is posted again.")
+
+
 class Monitoring(Spec):
     """How the running system is watched."""
 
@@ -79,9 +152,30 @@ class Monitoring(Spec):
         default=True, description="Export the replicas' Prometheus metrics (ray_loom_*) and render "
         "the alert rules; false turns both off.")
     scrape_interval_s: float = Field(default=15.0, gt=0, description="Scrape interval, seconds.")
-    alerts: list[AlertRule] = Field(default_factory=list, description="Alert rules.")
+    alerts: list[AlertRule] = Field(
+        default_factory=list, description="Your own alert rules (PromQL), rendered beside the "
+        "generated ones; every ray_loom_* selector is scoped to the model.")
+    slo: Slo = Field(default_factory=Slo, description="Error-rate and p99-latency alerts.")
     drift: Drift = Field(default_factory=Drift, description="Feature and score drift, missing and "
                          "out-of-range values, in the replicas.")
     log: PredictionLog = Field(default_factory=PredictionLog, description="The prediction log.")
     fairness: Fairness | None = Field(
         default=None, description="Per-group metrics in `loom monitor evaluate`; none by default.")
+    alertmanager: Alertmanager | None = Field(
+        default=None, description="An Alertmanager webhook receiver for the alerts; none by default.")
+
+    @model_validator(mode="after")
+    def _rules_render(self) -> "Monitoring":
+        taken = sorted({a.name for a in self.alerts} & set(GENERATED_ALERTS))
+        if taken:
+            raise ValueError(f"Alert name(s) {', '.join(taken)} are Loom's generated alerts (set "
+                             "their thresholds under monitoring.slo / monitoring.drift); rename yours")
+        # rate() needs two samples in its window: a window shorter than two scrapes is always empty.
+        windows = [("slo.window_s", self.slo.window_s)]
+        windows += [("drift.window_s", self.drift.window_s)] if self.drift.enabled else []
+        for key, window in windows:
+            if window < 2 * self.scrape_interval_s:
+                raise ValueError(f"{key} ({window:g} s) must be at least twice scrape_interval_s "
+                                 f"({self.scrape_interval_s:g} s): a shorter window holds fewer "
+                                 "than two samples, and its alert could never fire")
+        return self

@@ -1,4 +1,5 @@
-"""Alert rules are per model: every Loom series selector in a rendered rule matches only its model."""
+"""Alert rules are per model: generated from the recipe's thresholds, and every Loom series selector
+in a rendered rule (generated or the user's) matches only its model."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import yaml
 
 from framework.backends.base import RunContext
-from framework.backends.monitoring import MonitoringBackend, alert_rules
+from framework.backends.alert_rules import alert_rules
+from framework.backends.monitoring import MonitoringBackend
 from framework.backends.promql import promql_string, scope_to_model
 from framework.compile.compiler import compile_steps
+from framework.spec.monitoring import GENERATED_ALERTS
 
 ERROR_RATE = ('sum(rate(ray_loom_requests_total{outcome="error"}[5m])) '
               '/ sum(rate(ray_loom_requests_total[5m])) > 0.02')
@@ -125,19 +128,57 @@ def test_the_model_id_is_escaped_as_a_promql_string() -> None:
     assert scope_to_model("ray_loom_cache_hits_total", 'a"b') == r'ray_loom_cache_hits_total{model="a\"b"}'
 
 
-def test_the_standard_alerts_for_churn_match_only_churn(project: Path, tmp_path: Path) -> None:
-    exprs = _exprs(alert_rules(_ctx(project, tmp_path)))
-    scoped = {case: expected for case, _, expected in REWRITES}
-    assert exprs == {"high_error_rate": scoped["standard-error-rate"],
-                     "slow_predictions": scoped["standard-p99-by-le"]}
+USER_ALERT = "monitoring.alerts=[{name:cold_cache,expr:'rate(ray_loom_cache_hits_total[5m]) < 1',for_s:60}]"
+
+
+def test_every_generated_selector_for_churn_matches_only_churn(project: Path, tmp_path: Path) -> None:
+    exprs = _exprs(alert_rules(_ctx(project, tmp_path, USER_ALERT).recipe))
+    assert list(exprs) == [*GENERATED_ALERTS, "cold_cache"]
+    assert exprs["cold_cache"] == 'rate(ray_loom_cache_hits_total{model="churn"}[5m]) < 1'
     for expr in exprs.values():
         selectors = re.findall(r"ray_loom_\w+(\{[^}]*\})?", expr)
         assert selectors and all('model="churn"' in s for s in selectors), expr
+        assert scope_to_model(expr, "churn") == expr  # nothing left unscoped
+
+
+def test_the_thresholds_and_windows_are_the_recipes(project: Path, tmp_path: Path) -> None:
+    rules = alert_rules(_ctx(project, tmp_path, "monitoring.slo.max_error_rate=0.1",
+                             "monitoring.slo.window_s=60", "monitoring.drift.psi_threshold=0.35",
+                             "monitoring.drift.for_s=7.5").recipe)
+    by_name = {r["alert"]: r for r in rules["groups"][0]["rules"]}
+    assert by_name["high_error_rate"]["expr"].endswith("> 0.1") and "[60s]" in by_name["high_error_rate"]["expr"]
+    assert by_name["feature_drift"]["expr"].endswith("> 0.35") and by_name["feature_drift"]["for"] == "7500ms"
+    assert "0.35" in by_name["score_drift"]["annotations"]["summary"]
+    assert rules["groups"][0]["interval"] == "15s"
+
+
+def test_null_thresholds_and_disabled_drift_render_no_rule(project: Path, tmp_path: Path) -> None:
+    rules = alert_rules(_ctx(project, tmp_path, "monitoring.slo.max_error_rate=null",
+                             "monitoring.drift.enabled=false").recipe)
+    assert list(_exprs(rules)) == ["slow_predictions"]
+
+
+def test_a_user_alert_may_not_take_a_generated_name(project: Path) -> None:
+    from framework.errors import RecipeError
+    from framework.loading import load_recipe
+
+    with pytest.raises(RecipeError, match="high_error_rate are Loom's generated alerts"):
+        load_recipe(["recipe=churn", "monitoring.alerts=[{name:high_error_rate,expr:'up == 0'}]"],
+                    project_dir=project)
+
+
+def test_a_rate_window_shorter_than_two_scrapes_is_refused(project: Path) -> None:
+    from framework.errors import RecipeError
+    from framework.loading import load_recipe
+
+    with pytest.raises(RecipeError, match="at least twice scrape_interval_s"):
+        load_recipe(["recipe=churn", "monitoring.scrape_interval_s=10", "monitoring.drift.window_s=15"],
+                    project_dir=project)
 
 
 def test_rules_for_two_models_differ_only_by_model(project: Path, tmp_path: Path) -> None:
-    churn = alert_rules(_ctx(project, tmp_path))
-    fraud = alert_rules(_ctx(project, tmp_path, "registry.model_name=fraud"))
+    churn = alert_rules(_ctx(project, tmp_path).recipe)
+    fraud = alert_rules(_ctx(project, tmp_path, "registry.model_name=fraud").recipe)
     assert churn != fraud
     assert json.loads(json.dumps(churn).replace("churn", "fraud")) == fraud
     assert all(r["labels"]["model"] == "fraud" for r in fraud["groups"][0]["rules"])
@@ -146,7 +187,21 @@ def test_rules_for_two_models_differ_only_by_model(project: Path, tmp_path: Path
 def test_the_written_rules_file_holds_the_scoped_rules(project: Path, tmp_path: Path) -> None:
     ctx = _ctx(project, tmp_path)
     path = Path(_apply(ctx)["rules_file"])
-    assert yaml.safe_load(path.read_text(encoding="utf-8")) == alert_rules(ctx)
+    assert yaml.safe_load(path.read_text(encoding="utf-8")) == alert_rules(ctx.recipe)
+
+
+def test_a_written_file_is_seen_and_a_missing_one_re_renders(project: Path, tmp_path: Path) -> None:
+    ctx = _ctx(project, tmp_path)
+    (step,) = [s for s in compile_steps(ctx.recipe, {}) if s.kind == "monitoring.rules"]
+    backend = MonitoringBackend()
+    assert backend.observe(step, ctx) is None
+    backend.apply(step, ctx)
+    assert backend.observe(step, ctx) == step.fingerprint
+    (tmp_path / "ws" / "monitoring" / "churn" / "dashboard.json").unlink()
+    assert backend.observe(step, ctx) is None
+    backend.apply(step, ctx)
+    backend.delete(step.address, ctx)
+    assert not list((tmp_path / "ws" / "monitoring" / "churn").iterdir())
 
 
 def test_promtool_accepts_the_rendered_rules(project: Path, tmp_path: Path, promtool: str) -> None:
@@ -162,26 +217,4 @@ def test_promtool_parses_every_rewritten_expression(tmp_path: Path, promtool: st
     (tmp_path / "rewrites.yml").write_text(json.dumps({"groups": [{"name": "rewrites", "rules": rules}]}),
                                            encoding="utf-8")
     result = _promtool(promtool, "check", "rules", "rewrites.yml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_fraud_errors_fire_fraud_alert_only(project: Path, tmp_path: Path, promtool: str) -> None:
-    files = [_apply(_ctx(project, tmp_path / m, f"registry.model_name={m}"))["rules_file"]
-             for m in ("churn", "fraud")]
-    series = [("churn", "ok", "0+100x20"), ("fraud", "ok", "0+100x20"), ("fraud", "error", "0+10x20")]
-    test = {
-        "rule_files": files,
-        "evaluation_interval": "15s",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": f'ray_loom_requests_total{{model="{m}",version="1",outcome="{o}"}}',
-                              "values": v} for m, o, v in series],
-            # fraud fails 10 requests in 110 (> 2%), churn none: only fraud's alert may fire.
-            "alert_rule_test": [{"eval_time": "15m", "alertname": "high_error_rate", "exp_alerts": [
-                {"exp_labels": {"severity": "critical", "model": "fraud"},
-                 "exp_annotations": {"summary": "More than 2% of prediction requests fail."}}]}],
-        }],
-    }
-    (tmp_path / "test.yml").write_text(json.dumps(test), encoding="utf-8")
-    result = _promtool(promtool, "test", "rules", "test.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
