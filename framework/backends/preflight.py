@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TITLE = "Preflight: data does not match the recipe"
 SECRETS_TITLE = "Preflight: secrets the plan needs are not available"
 RESOURCES_TITLE = "Preflight: the plan does not fit the Ray cluster"
+CHECKS_TITLE = "Preflight: data checks failed; training is blocked until they pass"
 #: Step kinds that read the recipe's data files (sources must match the recipe).
 DATA_KINDS = frozenset({"feast.view", "feast.materialize", "training.dataset", "training.tune",
                         "training.train"})
@@ -52,6 +53,8 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
 
     kinds = set(kinds)
     problems = check_sources(recipe, project_dir) if kinds & DATA_KINDS else []
+    if kinds & DATA_KINDS:
+        problems += data_check_problems(recipe, project_dir)
     problems += secret_problems(recipe, kinds, project_dir)
     problems += resource_problems(recipe, kinds, workspace_of(recipe, project_dir))
     return [Problem(path=p.path, message=p.message, file=p.file or origin(p.path), value=p.value,
@@ -62,10 +65,24 @@ def raise_for(problems: list[Problem]) -> None:
     """Raise one RecipeError listing every preflight problem; do nothing when there are none."""
     if not problems:
         return
+    if all(_is_data_check(p) for p in problems):
+        raise RecipeError(problems, title=CHECKS_TITLE)
     if all(_is_resource(p) for p in problems):
         raise RecipeError(problems, title=RESOURCES_TITLE)
     data = any(not _is_secret(p) and not _is_resource(p) for p in problems)
     raise RecipeError(problems, title=TITLE if data else SECRETS_TITLE)
+
+
+def data_check_problems(recipe: "Recipe", project_dir: Path) -> list[Problem]:
+    """The sources' ``checks`` that fail, answered from parquet statistics where they can be."""
+    from framework.api import workspace_of
+    from framework.backends import data_quality
+
+    if all(src.checks.empty for src in recipe.data.sources.values()):
+        return []
+    report = data_quality.run_checks(recipe, project_dir, workspace_of(recipe, project_dir),
+                                     use_statistics=True)
+    return data_quality.problems(report)
 
 
 def secret_problems(recipe: "Recipe", kinds: set[str], project_dir: Path) -> list[Problem]:
@@ -113,6 +130,10 @@ def _readable(path: str) -> bool:
 
 def _is_resource(p: Problem) -> bool:
     return p.path.startswith(("training.scaling", "serving.replicas", "serving.autoscaling"))
+
+
+def _is_data_check(p: Problem) -> bool:
+    return p.path.startswith("data.sources.") and ".checks." in p.path
 
 
 def _is_secret(p: Problem) -> bool:

@@ -7,6 +7,7 @@ A test asserts that every ``check_*`` in this module is in ``CHECKS``, so none i
 from collections.abc import Callable, Iterable
 
 from framework.errors import Problem
+from framework.spec.data_checks import check_data_checks
 from framework.spec.recipe import Recipe
 from framework.spec.rollout import Canary
 from framework.spec.serving import ModelFallback, RulesFallback
@@ -338,6 +339,7 @@ CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_ports,
     check_auth_keys,
     check_unauthenticated_listener,
+    check_data_checks,
 )
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from framework.compile.plan import Step
 
 MODEL_ARTIFACT = "model"
+DATA_CHECKS_ARTIFACT = "loom/data_checks.json"
 _BATCH = 900  # MLflow accepts at most 1,000 metrics per log_batch call
 
 
@@ -46,6 +47,8 @@ class TrainingRecord:
     profile_pred: np.ndarray
     outputs: dict[str, Any]
     categories: dict[str, list[str]] = field(default_factory=dict)
+    #: The data checks run before training (``backends.data_quality.run_checks``' report).
+    data_checks: dict[str, Any] | None = None
 
 
 def log_training_run(ctx: "RunContext", step: "Step", record: TrainingRecord) -> tuple[str, str]:
@@ -68,6 +71,7 @@ def log_training_run(ctx: "RunContext", step: "Step", record: TrainingRecord) ->
             _log_metrics(client, run_id, record)
             model_uri = _log_model(record)
             _log_lineage_artifacts(ctx, record)
+            _log_data_checks(record.data_checks)
             mlflow.log_dict(record.outputs, OUTPUTS_ARTIFACT)
             mlflow.set_tags({TAG_MODEL_URI: model_uri, TAG_FINGERPRINT: step.fingerprint})
     except BackendError:
@@ -148,3 +152,14 @@ def _log_lineage_artifacts(ctx: "RunContext", record: TrainingRecord) -> None:
         mlflow.log_dict(record.outputs["contract"], "loom/contract.json")
     profile = reference_profile(record.profile_x, record.feature_names, record.profile_pred)
     mlflow.log_dict(profile, f"loom/{PROFILE_FILE}")
+
+
+def _log_data_checks(report: dict[str, Any] | None) -> None:
+    """``loom/data_checks.json`` and metrics: checks passed and failed, rows per checked source."""
+    import mlflow
+
+    if not report or not report.get("sources"):
+        return
+    mlflow.log_dict(report, DATA_CHECKS_ARTIFACT)
+    mlflow.log_metrics({"data_checks_passed": report["passed"], "data_checks_failed": report["failed"],
+                        **{f"data_rows.{name}": s["rows"] for name, s in report["sources"].items()}})

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from framework.backends.data_quality import OUTPUTS_KEY, check_before_apply, remember_rows
 from framework.backends.evaluation import evaluate
 from framework.backends.ray_train.dataset import Splits, load_splits
 from framework.backends.ray_train.params import booster_params, stopping_metric
@@ -50,6 +51,7 @@ class RayTrainBackend:
         reused = _reuse(step, ctx)
         if reused is not None:
             return reused
+        checks = _data_checks(ctx)
         splits = self._splits(step, ctx)
         params = booster_params(ctx.recipe, ctx.upstream(step, "training.tune").get("best_params"))
         result = self._train(step, ctx, splits, params)
@@ -67,8 +69,9 @@ class RayTrainBackend:
         if splits.categories:
             ctx.progress("categorical: " + ", ".join(f"{n} ({len(c)} categories)"
                                                       for n, c in splits.categories.items()))
-        run_id = self._log(step, ctx, booster, splits, outputs, result, test_pred)
+        run_id = self._log(step, ctx, booster, splits, outputs, result, test_pred, checks)
         ctx.progress(f"logged MLflow run {run_id} (experiment loom/{ctx.recipe.name})")
+        remember_rows(ctx.workspace, ctx.recipe.name, checks, run_id)
         return {"run_id": run_id, **outputs}
 
     def delete(self, address: str, ctx: "RunContext") -> None:
@@ -117,7 +120,8 @@ class RayTrainBackend:
         return result
 
     def _log(self, step: "Step", ctx: "RunContext", booster: Any, splits: Splits,
-             outputs: dict[str, Any], result: "TrainResult", test_pred: np.ndarray) -> str:
+             outputs: dict[str, Any], result: "TrainResult", test_pred: np.ndarray,
+             checks: dict[str, Any]) -> str:
         from framework.backends.model_registry.run_log import TrainingRecord, log_training_run
 
         model = ctx.recipe.training.model
@@ -132,10 +136,18 @@ class RayTrainBackend:
             feature_names=splits.feature_names, feature_types=splits.feature_types,
             categories=splits.categories,
             x_sample=splits.x_test[:20], profile_x=splits.x_test[:_PROFILE_ROWS],
-            profile_pred=test_pred[:_PROFILE_ROWS],
+            profile_pred=test_pred[:_PROFILE_ROWS], data_checks=checks,
         )
         run_id, _ = log_training_run(ctx, step, record)
         return run_id
+
+
+def _data_checks(ctx: "RunContext") -> dict[str, Any]:
+    """The data checks this apply ran before any step, or, when none ran (a backend applied on
+    its own), run now on the data; raises RecipeError when one fails, before training."""
+    if OUTPUTS_KEY in ctx.outputs:
+        return ctx.outputs[OUTPUTS_KEY]
+    return check_before_apply(ctx)
 
 
 def make_job(step: "Step", ctx: "RunContext", params: dict[str, Any]) -> "TrainJob":

@@ -42,7 +42,7 @@ def test_an_alias_only_applies_where_loom_has_that_key(project: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_recipe(["recipe=churn", "+data.sources.churn_labels.ttl=60"])
     text = info.value.render()
-    assert "ttl_s" not in text and "Valid: created_timestamp_field" in text, text
+    assert "ttl_s" not in text and "Valid: checks, created_timestamp_field" in text, text
 
 
 def test_plain_typos_in_keyed_sections_get_did_you_mean(project: Path) -> None:
