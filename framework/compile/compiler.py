@@ -123,7 +123,8 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
     # The replicas read monitoring.enabled, .drift and .log (builder args): a change redeploys them.
     m = r.monitoring
     inputs = [r.model_id, _section(s)] + (
-        [_section(m.drift), _section(m.log)] if m.enabled else [{"metrics": False}])
+        [m.drift.replica_settings() if m.drift.enabled else {"drift": False}, _section(m.log)]
+        if m.enabled else [{"metrics": False}])
     deploy = b.add(
         "serving.deploy", "serving.deploy", inputs, [register, materialize],
         app=r.model_id, route=f"{s.route_prefix.rstrip('/')}/v1/models/{r.model_id}/predictions",
@@ -131,7 +132,7 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
         host=s.http.host, port=s.http.port,
     )
     prev = deploy
-    for address, inputs, attrs in rollout_targets(r.rollout):
+    for address, inputs, attrs in rollout_targets(r.rollout, drift_gate(r)):
         prev = b.add(address, "rollout.step", inputs, [prev], **attrs)
     if r.monitoring.enabled:
         # Rules depend on the model id and the monitoring section only: a new model version or a
@@ -141,12 +142,28 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
               alerts=[a.name for a in r.monitoring.alerts])
 
 
-def rollout_targets(ro: Any) -> list[tuple[str, list[Any], dict[str, Any]]]:
+def drift_gate(r: Recipe) -> dict[str, Any] | None:
+    """``monitoring.on_drift`` for the rollout controller; None when drift only alerts (or is off)."""
+    m = r.monitoring
+    if m.on_drift == "alert" or not (m.enabled and m.drift.enabled):
+        return None
+    return {"action": m.on_drift, "psi_threshold": m.drift.psi_threshold}
+
+
+def rollout_targets(ro: Any, drift: dict[str, Any] | None = None) -> list[tuple[str, list[Any], dict[str, Any]]]:
     """The rollout's target states as ``(address, fingerprint inputs, attrs)``, in order.
 
     The one author of a rollout's phases: the plan carries them as ``rollout.step`` steps and the
-    controller reads them from there (``rollout.phases.spec_from_steps``).
+    controller reads them from there (``rollout.phases.spec_from_steps``). ``drift``: the
+    ``drift_gate`` each analysis applies, in the first step's attrs and every step's inputs.
     """
+    targets = _targets(ro)
+    if drift is not None and targets[0][2]["strategy"] != "direct":
+        targets = [(a, inputs + [drift], {**attrs, "drift": drift}) for a, inputs, attrs in targets]
+    return targets
+
+
+def _targets(ro: Any) -> list[tuple[str, list[Any], dict[str, Any]]]:
     if isinstance(ro, Canary):
         return [(f"rollout.canary.step{i}",
                  [weight, ro.interval_s, _section(ro.analysis), ro.failure_limit, ro.shadow_percent],

@@ -7,7 +7,9 @@ request; PSI and agreement compare scores, so they read every instance of every 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+import json
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from framework.serving.stats import sample_scores
 from framework.spec.rollout import Analysis
 
-Verdict = Literal["pass", "fail", "inconclusive"]
+Verdict = Literal["pass", "fail", "inconclusive", "paused"]
 
 #: p99s below this are noise on a shared machine; flooring them keeps the ratio check meaningful.
 LATENCY_FLOOR_MS = 2.0
@@ -49,6 +51,7 @@ class AnalysisResult:
     baseline: str
     candidate_instances: int = 0  # instances in the candidate's requests (a batch holds many)
     intervals: int = 1  # more than 1: the quiet intervals before this one were accumulated
+    training_psi: float | None = None  # the candidate's scores against its training profile
 
     @property
     def accumulation(self) -> dict[str, Any] | None:
@@ -264,3 +267,59 @@ def _pass_reason(nums: dict[str, Any], source: str) -> str:
         return text + " (no stable traffic to compare: latency ratio and PSI not judged)"
     text += f", latency ratio {nums['latency_ratio']:.2f}, PSI {nums['psi'] or 0:.3f}"
     return text + (" (stable from an earlier window)" if source == "earlier window" else "")
+
+
+def drift_gate(result: AnalysisResult, candidate: list[dict[str, Any]], profile_path: str | None,
+               drift: dict[str, Any] | None) -> AnalysisResult:
+    """``monitoring.on_drift`` on one judged window: a candidate whose scores drifted from its
+    training reference profile fails the window (``rollback``) or holds the rollout at its step
+    (``pause_rollout``: verdict "paused", until people promote, abort or roll back).
+
+    Judged, like the stable comparison, on the PSI beyond the sampling noise of the window's size.
+    The window keeps its verdict when there is no gate, too little traffic, or no profile.
+    """
+    if drift is None or result.verdict == "inconclusive" or not profile_path:
+        return result
+    got = training_psi(_scores(candidate), profile_path)
+    if got is None:
+        return result
+    value, noise = got
+    result = replace(result, training_psi=value)
+    limit, action = float(drift["psi_threshold"]), drift["action"]
+    if value - noise <= limit:
+        return result
+    why = (f"score PSI against the candidate's training profile (beyond sampling noise) "
+           f"{value - noise:.3f} > {limit:.3f} (monitoring.on_drift: {action})")
+    if result.verdict == "fail":
+        return replace(result, reason=f"{result.reason}; {why}")
+    if action == "rollback":
+        return replace(result, verdict="fail", reason=why)
+    return replace(result, verdict="paused", reason=why + "; the rollout holds this step: "
+                   "`loom rollout promote|abort|rollback recipe=NAME` decides")
+
+
+def training_psi(scores: Sequence[float], profile_path: str) -> tuple[float, float] | None:
+    """PSI of ``scores`` in the bins of the profile's ``prediction`` histogram, and the PSI two
+    samples of those sizes from one distribution show on average (see ``psi_noise``); None without
+    a profile or scores."""
+    from framework.backends.model_registry.profile import bin_of, psi as profile_psi
+
+    hist = _profile(profile_path).get("prediction") or {}
+    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    if len(edges) < 2 or not scores or not sum(counts):
+        return None
+    observed = [0] * (len(edges) - 1)
+    for s in scores:
+        observed[bin_of(edges, s)[0]] += 1
+    bins = max(1, sum(1 for r, o in zip(counts, observed) if r or o))
+    noise = (bins - 1) * (1 / sum(counts) + 1 / len(scores))
+    return profile_psi(counts, observed), noise
+
+
+@functools.lru_cache(maxsize=8)
+def _profile(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):  # unreadable: the gate judges nothing
+        return {}

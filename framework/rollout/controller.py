@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Callable
 
 from framework.errors import BackendError, StateError
-from framework.rollout.analysis import AnalysisResult, analyse, split_roles
+from framework.rollout.analysis import AnalysisResult, analyse, drift_gate, split_roles
 from framework.rollout.desired import DesiredTraffic, Superseded
 from framework.rollout.guard import live_slots, retire_running
 from framework.rollout.health import HEARTBEAT_S
@@ -232,6 +232,10 @@ class RolloutController(DesiredTraffic):
         st.window_start = end
         st.accumulation = result.accumulation
         held = end >= st.phase_started_at + phase.hold_s
+        if result.verdict == "paused":  # monitoring.on_drift: pause_rollout holds the step
+            st.inconclusive = 0  # judged: the quiet intervals before it do not count on
+            self._save()
+            return st
         if result.verdict == "fail":
             st.failures += 1
             if st.failures >= self.spec.failure_limit:
@@ -370,9 +374,10 @@ class RolloutController(DesiredTraffic):
         cand, stable = split_roles(samples, st.candidate_version, st.stable_version,
                                    self.phase.role)
         intervals = 1 + (int(st.accumulation["intervals"]) if st.accumulation else 0)
-        result = analyse(cand, stable, self.spec.analysis, window=(start, end),
-                         candidate_version=st.candidate_version, role=self.phase.role,
-                         baseline=self._baseline, intervals=intervals)
+        result = drift_gate(analyse(cand, stable, self.spec.analysis, window=(start, end),
+                                    candidate_version=st.candidate_version, role=self.phase.role,
+                                    baseline=self._baseline, intervals=intervals),
+                            cand, st.candidate.get("profile_path"), self.spec.drift)
         if record:
             if len(stable) >= self.spec.analysis.min_requests:
                 self._baseline = stable  # the reference for windows without stable traffic (100%)

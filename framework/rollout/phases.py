@@ -39,6 +39,8 @@ class RolloutSpec:
     failure_limit: int
     promote_address: str
     fingerprints: tuple[tuple[str, str], ...] = ()
+    #: ``monitoring.on_drift`` beyond alerting: ``{"action", "psi_threshold"}`` (None: alert only).
+    drift: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for the state file."""
@@ -54,7 +56,7 @@ class RolloutSpec:
             strategy=d["strategy"], phases=tuple(Phase(**p) for p in d["phases"]),
             interval_s=float(d["interval_s"]), analysis=Analysis.model_validate(d["analysis"]),
             failure_limit=int(d["failure_limit"]), promote_address=d["promote_address"],
-            fingerprints=tuple(sorted(d.get("fingerprints", {}).items())),
+            fingerprints=tuple(sorted(d.get("fingerprints", {}).items())), drift=d.get("drift"),
         )
 
     def addresses(self) -> list[str]:
@@ -104,7 +106,7 @@ def _canary(steps: list[Any]) -> RolloutSpec:
     return RolloutSpec(
         strategy="canary", phases=phases, interval_s=float(a["hold_s"]),
         analysis=Analysis.model_validate(a["analysis"]), failure_limit=int(a["failure_limit"]),
-        promote_address=steps[-1].address, fingerprints=_fps(steps),
+        promote_address=steps[-1].address, fingerprints=_fps(steps), drift=a.get("drift"),
     )
 
 
@@ -127,6 +129,7 @@ def _blue_green(steps: list[Any]) -> RolloutSpec:
         analysis=Analysis.model_validate(shadow.attrs["analysis"]),
         failure_limit=int(shadow.attrs["failure_limit"]),
         promote_address=by_phase["retire_blue"].address, fingerprints=_fps(steps),
+        drift=shadow.attrs.get("drift"),
     )
 
 

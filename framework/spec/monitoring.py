@@ -58,7 +58,8 @@ class Drift(Spec):
         "nothing rather than something noisy.")
     psi_threshold: float = Field(
         default=0.2, gt=0, description="PSI above which a feature or the score has drifted (0.1: "
-        "some change, 0.2: significant): flagged by `loom monitor`, alerted on.")
+        "some change, 0.2: significant): flagged by `loom monitor`, alerted on, and gating rollouts "
+        "with monitoring.on_drift.")
     missing_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Fraction of rows missing a feature above which it "
         "is flagged and alerted on.")
@@ -67,6 +68,10 @@ class Drift(Spec):
         "in training above which it is flagged and alerted on.")
     for_s: float = Field(
         default=300.0, ge=0, description="Seconds a drift condition holds before its alert fires.")
+
+    def replica_settings(self) -> dict[str, float]:
+        """The keys the replicas read (the rest are the alerts', `loom monitor`'s, the rollout's)."""
+        return {"sample_rate": self.sample_rate, "window_s": self.window_s, "min_rows": self.min_rows}
 
 
 class PredictionLog(Spec):
@@ -163,6 +168,11 @@ class Monitoring(Spec):
         default=None, description="Per-group metrics in `loom monitor evaluate`; none by default.")
     alertmanager: Alertmanager | None = Field(
         default=None, description="An Alertmanager webhook receiver for the alerts; none by default.")
+    on_drift: Literal["alert", "pause_rollout", "rollback"] = Field(
+        default="alert", description="What a drifted candidate does to its rollout: alert (only "
+        "the drift alerts fire), pause_rollout (the rollout holds its step while the candidate's "
+        "score PSI against its training profile is above drift.psi_threshold; promote, abort or "
+        "roll back by hand) or rollback (that analysis fails). Judged on each analysis window.")
 
     @model_validator(mode="after")
     def _rules_render(self) -> "Monitoring":

@@ -97,7 +97,7 @@ def drift_settings(recipe: Any) -> dict[str, Any] | None:
     m = recipe.monitoring
     if not (m.enabled and m.drift.enabled):
         return None
-    return m.drift.model_dump(mode="json", include={"sample_rate", "window_s", "min_rows"})
+    return m.drift.replica_settings()
 
 
 def prediction_log_settings(recipe: Any, workspace: Path) -> dict[str, Any] | None:

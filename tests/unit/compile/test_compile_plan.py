@@ -130,3 +130,19 @@ def test_monitoring_keys_nothing_reads_are_refused(project: Path) -> None:
         with pytest.raises(RecipeError) as err:
             load_recipe(["recipe=churn", override])
         assert key in err.value.render(), err.value.render()
+
+
+def test_on_drift_reaches_the_rollout_steps_and_alert_changes_nothing(churn, project: Path) -> None:
+    from framework.rollout.phases import spec_from_steps
+
+    base = _fps(churn.recipe)
+    alert = load_recipe(["recipe=churn", "+monitoring.on_drift=alert"]).recipe
+    assert _fps(alert) == base
+    gated = load_recipe(["recipe=churn", "+monitoring.on_drift=rollback",
+                         "monitoring.drift.psi_threshold=0.3"]).recipe
+    moved = {a for a, fp in _fps(gated).items() if base[a] != fp}
+    assert moved == {"rollout.canary.step1", "rollout.canary.step2", "rollout.canary.step3",
+                     "rollout.canary.step4", "monitoring.rules"}
+    spec = spec_from_steps(compile_steps(gated, DATA))
+    assert spec.drift == {"action": "rollback", "psi_threshold": 0.3}
+    assert spec_from_steps(compile_steps(churn.recipe, DATA)).drift is None
