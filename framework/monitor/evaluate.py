@@ -2,7 +2,9 @@
 
 Join semantics (``docs/prediction-log.md``):
 
-- labels with a ``request_id`` column join on it, one label per logged answer;
+- labels with a ``request_id`` column join on it, one label per logged answer; a request of several
+  instances logs one row per instance under one id, so the labels' entity keys (when they have
+  them all) join too, and without them such rows are left out (counted as ambiguous);
 - otherwise on the entity keys. With a time column, a logged answer takes its entity's first label
   at or after the answer's time (the outcome that followed it); answers after an entity's last
   label wait for a later one. Without a time column each entity has one label, which applies to
@@ -77,10 +79,21 @@ def join(log: Any, labels: Any, spec: LabelSpec, entity_keys: list[str]) -> tupl
     labels = labels.rename(columns={spec.column: "label"})
     extra = [c for c in labels.columns if c in log.columns and c not in ("request_id", *entity_keys)]
     labels = labels.rename(columns={c: f"{c}_label" for c in extra})
+    ambiguous = 0
     if "request_id" in labels.columns:
-        how = "request_id"
-        _unique(labels, ["request_id"], path)
-        joined = log.merge(labels.astype({"request_id": str}), on="request_id", how="inner")
+        # One request may carry several instances (one log row each, one request id): with the
+        # entity keys in the labels too, they tell the instances apart; without, such rows are left out.
+        keys = ["request_id", *(k for k in entity_keys if k in labels.columns)]
+        if len(keys) == 1 + len(entity_keys) and len(keys) > 1:
+            log, labels = _string_keys(log, keys[1:]), _string_keys(labels, keys[1:])
+        else:
+            keys = ["request_id"]
+            shared = log["request_id"].duplicated(keep=False)
+            ambiguous = int(shared.sum())
+            log = log[~shared]
+        how = " + ".join(keys)
+        _unique(labels, keys, path)
+        joined = log.merge(labels.astype({"request_id": str}), on=keys, how="inner")
     elif entity_keys and all(k in labels.columns for k in entity_keys):
         keys = list(entity_keys)
         log, labels = _string_keys(log, keys), _string_keys(labels, keys)
@@ -96,9 +109,9 @@ def join(log: Any, labels: Any, spec: LabelSpec, entity_keys: list[str]) -> tupl
         raise DataError(f"{path}: no join keys: the labels have neither request_id nor the entity "
                         f"keys {', '.join(entity_keys) or '(none)'} (columns: {', '.join(cols)}). Add "
                         "request_id (as the prediction log holds it) or the entity key columns.")
-    info = {"joined_on": how, "log_rows": int(len(log)), "label_rows": int(len(labels)),
-            "joined": int(len(joined)), "unjoined": int(len(log) - len(joined)),
-            "time_column": time_col}
+    info = {"joined_on": how, "log_rows": int(len(log)) + ambiguous, "label_rows": int(len(labels)),
+            "joined": int(len(joined)), "unjoined": int(len(log) + ambiguous - len(joined)),
+            "time_column": time_col, "ambiguous": ambiguous}
     if joined.empty:
         raise DataError(f"{path}: no label matched a logged answer ({len(log):,} logged answers, "
                         f"{len(labels):,} labels, joined on {how}). Check that the keys hold the "
@@ -153,8 +166,10 @@ def _times(column: Any, name: str, path: Path) -> Any:
 def _forward_join(log: Any, labels: Any, keys: list[str]) -> Any:
     import pandas as pd
 
-    left = log.dropna(subset=keys).sort_values("time", kind="stable")
-    right = labels.dropna(subset=["_label_time", *keys]).sort_values("_label_time", kind="stable")
+    ns = "datetime64[ns, UTC]"  # merge_asof wants one resolution on both sides (parquet: us)
+    left = log.dropna(subset=keys).astype({"time": ns}).sort_values("time", kind="stable")
+    right = (labels.dropna(subset=["_label_time", *keys]).astype({"_label_time": ns})
+             .sort_values("_label_time", kind="stable"))
     merged = pd.merge_asof(left, right, left_on="time", right_on="_label_time", by=keys,
                            direction="forward", suffixes=("", "_label"))
     return merged[merged["label"].notna()].rename(columns={"_label_time": "label_time"})

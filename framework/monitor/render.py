@@ -85,7 +85,9 @@ def render_evaluate(report: dict[str, Any]) -> str:
              f"Labels {report['labels']} (column '{report['label_column']}'): {j['label_rows']:,} "
              f"rows, joined on {j['joined_on']}.",
              f"Joined {j['joined']:,} of {j['log_rows']:,} logged answers; {j['unjoined']:,} have no "
-             "label (yet).", ""]
+             "label (yet)." + (f" {j['ambiguous']:,} of them share their request_id with other "
+                                "instances of one request: add the entity keys to the labels to "
+                                "join them." if j.get("ambiguous") else ""), ""]
     lines += _table([report["task"], *cols], _metric_rows({"all": report["overall"]}, cols))
     lines += ["", "per version:"] + _table(["version", *cols], _metric_rows(report["versions"], cols))
     lines += ["", "per day (UTC):"] + _table(["day", *cols], _metric_rows(report["days"], cols))

@@ -64,8 +64,22 @@ def test_join_on_request_id_and_metrics_per_version_and_day(tmp_path: Path) -> N
     assert list(out["days"]) == ["2026-01-01", "2026-01-02"]  # 300 answers, 6 minutes apart
 
 
+def test_a_request_of_several_instances_joins_on_its_entity_keys_too(tmp_path: Path) -> None:
+    frame = log(4).assign(request_id=["a", "a", "b", "c"], customer_id=["1", "2", "3", "4"])
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame({"request_id": ["a", "a", "b"], "customer_id": [1, 2, 3], "churned": [1, 0, 1]}
+                 ).to_parquet(path)
+    joined, info = join(frame, read_labels(spec(path)), spec(path), ["customer_id"])
+    assert info["joined_on"] == "request_id + customer_id" and info["joined"] == 3
+    assert dict(zip(joined["customer_id"], joined["label"])) == {"1": 1, "2": 0, "3": 1}
+    pd.DataFrame({"request_id": ["a", "b"], "churned": [1, 1]}).to_parquet(path)
+    joined, info = join(frame, read_labels(spec(path)), spec(path), ["customer_id"])
+    assert info["joined"] == 1 and info["ambiguous"] == 2 and info["unjoined"] == 3
+
+
 def test_entity_join_takes_the_first_label_after_each_answer(tmp_path: Path) -> None:
     frame = log(4).assign(customer_id=["7", "7", "7", "8"])
+    frame["time"] = frame["time"].astype("datetime64[us, UTC]")  # as read from the log's parquet
     labels = pd.DataFrame({"customer_id": [7, 7, 8], "churned": ["low_risk", "high_risk", 1],
                            "event_timestamp": [T0 + pd.Timedelta(minutes=3), T0 + pd.Timedelta(hours=1),
                                                T0 - pd.Timedelta(hours=1)]})
