@@ -180,6 +180,19 @@ def cmd_cluster(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(ns: argparse.Namespace) -> int:
+    import shlex
+
+    from framework import ops
+
+    found = ops.cluster("env", ns.args, tuple(ns.templates), ns.project)
+    for note in found["notes"]:
+        print(f"# {note}")
+    for name, value in found["variables"].items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def cmd_status(ns: argparse.Namespace) -> int:
     from framework import ops
 
@@ -193,6 +206,8 @@ def cmd_status(ns: argparse.Namespace) -> int:
     else:
         _print_json(out["recipe"])
     state = "running at " + str(cluster.get("address")) if cluster.get("running") else "not running"
+    if cluster.get("dashboard_url"):
+        state += f", dashboard {cluster['dashboard_url']} (`loom env` for the ray/serve CLIs)"
     print(f"\nWorkspace {out['workspace']}; Ray head {state}.")
     return 0
 
@@ -338,6 +353,7 @@ COMMANDS = {
     "train": cmd_train,
     "up": cmd_cluster,
     "down": cmd_cluster,
+    "env": cmd_env,
     "status": cmd_status,
     "destroy": cmd_destroy,
     "predict": cmd_predict,

@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _recipe_args(p)
 
+    p = sub.add_parser("env", help="print the export lines the ray and serve CLIs need for the "
+                                   "workspace's head (eval them in your shell)")
+    _recipe_args(p)
+
     p = sub.add_parser("status", help="every recipe applied in the project (or one, in detail) "
                                       "and the workspace's Ray head")
     _recipe_args(p)

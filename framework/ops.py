@@ -39,10 +39,15 @@ def _cluster_target(args: list[str], templates: tuple[str, ...], project_dir: Pa
 
 def cluster(action: str, args: list[str], templates: tuple[str, ...] = (),
             project_dir: Path | None = None) -> dict[str, Any]:
-    """``loom up|down``: the workspace's embedded Ray head (``status`` reports it too)."""
+    """``loom up|down|env``: the workspace's embedded Ray head (``status`` reports it too); ``env``:
+    the variables the ``ray``/``serve`` CLIs need for it (``ray_cli_env.cli_env``)."""
     from framework.backends.ray_serve import commands
 
     recipe, workspace = _cluster_target(args, templates, project_dir)
+    if action == "env":
+        from framework.backends import ray_cli_env
+
+        return ray_cli_env.cli_env(recipe, workspace)
     if action == "up":
         return commands.cluster_up(recipe, workspace)
     if action == "down":

@@ -6,6 +6,10 @@ workspace (a 0700 directory of this user's). It and everything it starts listen 
 Ray 2.60 binds its gRPC servers, agents and metrics exporter to the node IP, so the node IP is
 given as 127.0.0.1 (``tests/integration/cluster`` checks every listening socket). ``<workspace>/ray/address`` holds the GCS address
 (``127.0.0.1:PORT``) that drivers connect to. A busy port is an error naming the process holding it.
+
+With ``env.dashboard`` (the default) the head runs Ray's dashboard on ``127.0.0.1:env.dashboard_port``:
+the UI, Serve's REST API (``serve status``/``serve deploy``) and the Jobs API, all behind the same
+token. ``ray_cli_env`` prints the environment the ``ray`` and ``serve`` CLIs need to reach it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.backends.ports import fd_target, fds, listening, port_holder
 from framework.errors import BackendError
 
 #: Loom's own port block, below Linux's ephemeral range (32768+) and outside Ray's worker ports
@@ -166,57 +170,11 @@ def _write_token(path: Path) -> None:
         fh.write(secrets.token_hex(32))
 
 
-def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
-    """None when ``host:port`` is free to listen on, else who holds it: ``pid 123 (redis-server)``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the servers themselves bind: a port whose last connections linger in TIME_WAIT
-        # (right after `loom down`) is free; only a listener holds it.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            return None
-        except OSError:
-            pass
-    return _listener_of(port) or "another process (not visible to this user)"
-
-
-def _listener_of(port: int) -> str | None:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{parts[9]}]")
-    for pid_dir in Path("/proc").iterdir():
-        if pid_dir.name.isdigit() and any(_fd_target(fd) in inodes for fd in _fds(pid_dir)):
-            try:
-                return f"pid {pid_dir.name} ({(pid_dir / 'comm').read_text().strip()})"
-            except OSError:
-                return f"pid {pid_dir.name}"
-    return None
-
-
-def _fds(pid_dir: Path) -> list[Path]:
-    try:
-        return list((pid_dir / "fd").iterdir())
-    except OSError:  # the process ended, or is not ours to look at
-        return []
-
-
-def _fd_target(fd: Path) -> str | None:
-    try:
-        return os.readlink(fd)
-    except OSError:  # the descriptor closed between listing and reading: skip it, not the process
-        return None
-
-
 def _check_ports(recipe: Any) -> None:
     ports = {GCS_PORT: "Ray GCS (--port)", recipe.env.metrics_export_port: "env.metrics_export_port",
              DASHBOARD_AGENT_PORT: "Ray dashboard agent", CLIENT_SERVER_PORT: "Ray client server"}
+    if recipe.env.dashboard:  # a busy dashboard port would silently move it to the next one
+        ports[recipe.env.dashboard_port] = "env.dashboard_port"
     for port, what in ports.items():
         holder = port_holder(port)
         if holder is not None:
@@ -235,15 +193,20 @@ def _ray_cli() -> str:
 def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     """Start the workspace's Ray head in the background (no-op when it already runs).
 
+    A head that already runs is kept as it is, even when the recipe asks for other settings
+    (restarting it would stop every model it serves): ``settings_differ`` then says what differs
+    and that ``loom down`` + ``loom up`` applies it.
+
     Returns:
-        ``status(workspace)`` once the head answers.
+        ``status(workspace)`` once the head (and its dashboard, with ``env.dashboard``) answers,
+        plus ``settings_differ``: a sentence per setting of a running head that is not the recipe's.
 
     Raises:
         BackendError: a port is taken, or ``ray start`` failed (its output is in the message).
     """
     current = status(workspace)
     if current["running"]:
-        return current
+        return {**current, "settings_differ": settings_differ(recipe, workspace)}
     _check_ports(recipe)
     ray_dir, tmp = _ray_dir(workspace), temp_dir(workspace)
     ray_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +217,7 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
            f"--metrics-export-port={recipe.env.metrics_export_port}",
            f"--dashboard-agent-listen-port={DASHBOARD_AGENT_PORT}",
            f"--ray-client-server-port={CLIENT_SERVER_PORT}", f"--num-cpus={num_cpus}",
-           "--include-dashboard=false", f"--temp-dir={tmp}", "--disable-usage-stats"]
+           *_dashboard_flags(recipe.env), f"--temp-dir={tmp}", "--disable-usage-stats"]
     env = {**os.environ, **client_env(workspace)}
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -267,17 +230,76 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     (ray_dir / "temp_dir").write_text(f"{tmp}\n", encoding="utf-8")
     (ray_dir / "metrics_port").write_text(f"{recipe.env.metrics_export_port}\n", encoding="utf-8")
     (ray_dir / "num_cpus").write_text(f"{num_cpus}\n", encoding="utf-8")
-    return _wait_up(workspace, wait_s)
+    dashboard = ray_dir / "dashboard_port"
+    if recipe.env.dashboard:
+        dashboard.write_text(f"{recipe.env.dashboard_port}\n", encoding="utf-8")
+    else:
+        dashboard.unlink(missing_ok=True)
+    return {**_wait_up(workspace, wait_s), "settings_differ": []}
+
+
+def _dashboard_flags(env: Any) -> list[str]:
+    """The dashboard on 127.0.0.1 only (Ray's default host, said explicitly), or none at all.
+
+    Its HTTP server checks the token itself (``RAY_AUTH_MODE=token`` in the head's environment):
+    every path but ``/``, ``/static/*``, the health checks and ``/api/authenticate`` answers 401
+    without ``Authorization: Bearer <token>`` and 403 with a wrong one (Ray 2.60,
+    ``dashboard/http_server_head.py`` + ``_private/authentication/http_token_authentication.py``).
+    """
+    if not env.dashboard:
+        return ["--include-dashboard=false"]
+    return ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={env.dashboard_port}"]
 
 
 def _wait_up(workspace: Path, wait_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait_s
+    info = status(workspace)
     while time.monotonic() < deadline:
         info = status(workspace)
-        if info["running"]:
+        dashboard = info["dashboard_url"]
+        if info["running"] and (not dashboard or listening(dashboard.removeprefix("http://"))):
             return info
         time.sleep(0.2)
+    if info["running"]:
+        raise BackendError(
+            f"Ray's head runs but its dashboard did not answer on {info['dashboard_url']} within "
+            f"{wait_s:.0f}s (its log: {info['temp_dir']}/session_latest/logs/dashboard.log). "
+            "Set env.dashboard: false to run without it, then `loom down` and `loom up`.")
     raise BackendError(f"Ray started but did not answer on {head_address(workspace)} within {wait_s:.0f}s.")
+
+
+def recorded_dashboard_port(workspace: Path) -> int | None:
+    """The dashboard port the workspace's head was started with, or None (started without one)."""
+    try:
+        return int((_ray_dir(workspace) / "dashboard_port").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def settings_differ(recipe: Any, workspace: Path) -> list[str]:
+    """What the running head was started with that the recipe's ``env`` asks otherwise, one
+    sentence each; empty when they agree. The head keeps them until ``loom down`` + ``loom up``."""
+    env, ray_dir, found = recipe.env, _ray_dir(workspace), []
+    asked = env.dashboard_port if env.dashboard else None
+    started = recorded_dashboard_port(workspace)
+    if asked != started:
+        found.append("env.dashboard: the running head has " + (
+            f"its dashboard on port {started}" if started else "no dashboard") + ", the recipe asks "
+            + (f"for port {asked}" if asked else "for none"))
+    cpus = recorded_num_cpus(workspace)
+    if env.ray_num_cpus and cpus is not None and float(env.ray_num_cpus) != cpus:
+        found.append(f"env.ray_num_cpus: the running head has {cpus:g} CPUs, the recipe asks for "
+                     f"{env.ray_num_cpus}")
+    try:
+        metrics = int((ray_dir / "metrics_port").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = env.metrics_export_port
+    if metrics != env.metrics_export_port:
+        found.append(f"env.metrics_export_port: the running head exports metrics on {metrics}, "
+                     f"the recipe asks for {env.metrics_export_port}")
+    return [f"{line}; `loom down` then `loom up` restarts it with the recipe's settings "
+            "(and stops what it serves)" for line in found]
 
 
 def head_address(workspace: Path) -> str | None:
@@ -316,30 +338,23 @@ def _uses(pid: int, tmp: str) -> bool:
             return True
     except OSError:
         return False
-    return any((_fd_target(fd) or "").startswith(tmp + "/") for fd in _fds(proc))
-
-
-def _listening(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=0.5):
-            return True
-    except (OSError, ValueError):
-        return False
+    return any((fd_target(fd) or "").startswith(tmp + "/") for fd in fds(proc))
 
 
 def status(workspace: Path) -> dict[str, Any]:
     """Whether the workspace's head runs, its address, temp dir, token file, metrics port, pids."""
     address, tmp = head_address(workspace), _recorded_temp_dir(workspace)
     pids = _pids(tmp) if address else []
-    running = bool(address and pids and _listening(address))
+    running = bool(address and pids and listening(address))
     try:  # written when the head starts
         started = (_ray_dir(workspace) / "address").stat().st_mtime if running else None
     except OSError:
         started = None
+    dashboard = recorded_dashboard_port(workspace) if running else None
     return {"running": running, "address": address, "temp_dir": str(tmp), "started_at": started,
             "token_file": str(token_path(workspace)), "pids": pids,
-            "metrics_url": _metrics_url(workspace) if running else None}
+            "metrics_url": _metrics_url(workspace) if running else None,
+            "dashboard_url": f"http://127.0.0.1:{dashboard}" if dashboard else None}
 
 
 def _metrics_url(workspace: Path) -> str | None:

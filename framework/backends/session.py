@@ -27,5 +27,7 @@ def engine_session(ctx: RunContext, serving: bool) -> Iterator[None]:
 
         info = cluster_up(ctx.recipe, ctx.workspace)
         ctx.progress(f"ray: head at {info.get('address')}")
+        for line in info.get("settings_differ") or ():  # kept running: restarting stops its models
+            ctx.progress(f"ray: {line}")
     with ray_runtime.ray_for(ctx.recipe, ctx.workspace, progress=ctx.progress):
         yield

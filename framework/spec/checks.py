@@ -13,6 +13,9 @@ from framework.spec.rollout import Canary
 from framework.spec.serving import ModelFallback, RulesFallback
 
 RESERVED_PORTS = {6379: "Ray GCS", 8265: "Ray dashboard", 10001: "Ray client", 52365: "Ray agent"}
+#: The workspace head's GCS, client server and dashboard agent (``backends.ray_cluster``; copied:
+#: spec imports no backend).
+HEAD_PORTS = (26379, 26380, 26381)
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -263,7 +266,7 @@ def check_autoscaling(r: Recipe) -> list[Problem]:
 
 
 def check_ports(r: Recipe) -> list[Problem]:
-    """The HTTP and metrics ports do not collide with each other or with Ray's own ports."""
+    """The HTTP, metrics and dashboard ports do not collide with each other or with Ray's own ports."""
     problems = []
     for path, port in (("serving.http.port", r.serving.http.port),
                        ("env.metrics_export_port", r.env.metrics_export_port)):
@@ -273,6 +276,12 @@ def check_ports(r: Recipe) -> list[Problem]:
     if r.serving.http.port == r.env.metrics_export_port:
         problems.append(_problem("env.metrics_export_port", r.env.metrics_export_port,
                                  "The metrics port equals the HTTP port.", "Pick another port."))
+    dash = r.env.dashboard_port
+    if r.env.dashboard and (dash in (r.serving.http.port, r.env.metrics_export_port)
+                            or 10002 <= dash <= 19999 or dash in HEAD_PORTS):
+        problems.append(_problem("env.dashboard_port", dash, "The dashboard port collides with the "
+                                 "HTTP or metrics port, Ray's worker ports (10002-19999) or the "
+                                 "head's own (26379-26381).", "26382 is the default."))
     if 10002 <= r.env.metrics_export_port <= 19999:
         problems.append(_problem("env.metrics_export_port", r.env.metrics_export_port,
                                  "Ray's worker ports are 10002-19999; the metrics port must be outside.",

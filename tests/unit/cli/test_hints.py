@@ -25,7 +25,7 @@ ROOT = Path(framework.__file__).parent
 REPO = ROOT.parent
 
 #: Commands that take ``recipe=NAME`` but work without it (they then cover the whole workspace).
-RECIPE_OPTIONAL = {"status", "up", "down"}
+RECIPE_OPTIONAL = {"status", "up", "down", "env"}
 
 #: What f-string placeholders stand for in a printed hint; anything else becomes "X1".
 SAMPLES = {"version.version": "3", "ctx.recipe.name": "churn", "self.ctx.recipe.name": "churn",
