@@ -55,7 +55,7 @@ def run_checks(recipe: "Recipe", project_dir: Path, workspace: Path, use_statist
             continue
         path = source_file(recipe, project_dir, name)
         try:
-            facts = SourceFacts(path, src.type, _data_columns(src), use_statistics)
+            facts = SourceFacts(path, src.type, _data_columns(src), use_statistics, src.path)
         except Exception:  # noqa: BLE001 - missing/unreadable: the preflight's source checks say so
             continue
         found = check_source(name, src, facts, baseline.get(name), now)

@@ -45,7 +45,7 @@ def not_null(source: str, key: str, col: str, facts: "SourceFacts") -> Outcome:
         return _pass(source, "not_null", col, key, expected, 0, "no nulls", nulls.how)
     return _fail(source, "not_null", col, key, expected, nulls.value,
                  f"{nulls.value:,} of {rows:,} rows are null", nulls.how,
-                 f"Fill or drop those rows in {facts.path}, or remove '{col}' from {_list_key(key)}.")
+                 f"Fill or drop those rows in {facts.shown}, or remove '{col}' from {_list_key(key)}.")
 
 
 def unique_key(source: str, key: str, cols: list[str], facts: "SourceFacts") -> Outcome:
@@ -62,7 +62,7 @@ def unique_key(source: str, key: str, cols: list[str], facts: "SourceFacts") -> 
     shown = ", ".join(f"{k}={v!r}" for k, v in (example or {}).items())
     return _fail(source, "unique_key", column, key, expected, repeated,
                  f"{repeated:,} rows repeat a key that an earlier row has, e.g. {shown}", "data",
-                 f"Keep one row per ({names}) in {facts.path}, or correct {key}.")
+                 f"Keep one row per ({names}) in {facts.shown}, or correct {key}.")
 
 
 def in_range(source: str, key: str, col: str, bounds: "Range", facts: "SourceFacts") -> Outcome:
@@ -85,9 +85,12 @@ def in_range(source: str, key: str, col: str, bounds: "Range", facts: "SourceFac
     if (bounds.min is None or low >= bounds.min) and (bounds.max is None or high <= bounds.max):
         return _pass(source, "range", col, key, expected, [low, high], shown, span.how)
     outside = facts.outside(col, bounds.min, bounds.max)
-    return _fail(source, "range", col, key, expected, [low, high],
+    below = bounds.min is not None and low < bounds.min
+    above = bounds.max is not None and high > bounds.max
+    bound = key if below and above else f"{key}.{'min' if below else 'max'}"  # the key to fix
+    return _fail(source, "range", col, bound, expected, [low, high],
                  f"{outside:,} of {facts.num_rows().value:,} rows lie outside it ({shown})", "data",
-                 f"Fix those rows in {facts.path}, or widen {key}.")
+                 f"Fix those rows in {facts.shown}, or widen {key}.")
 
 
 def allowed(source: str, key: str, col: str, values: list[Any], facts: "SourceFacts") -> Outcome:
@@ -109,7 +112,7 @@ def allowed(source: str, key: str, col: str, values: list[Any], facts: "SourceFa
     shown = ", ".join(f"{v!r} ({n:,} rows)" for v, n in other[:5]) + (", ..." if len(other) > 5 else "")
     return _fail(source, "allowed_values", col, key, expected, [v for v, _ in other[:20]],
                  f"{sum(n for _, n in other):,} rows hold other values: {shown}", "data",
-                 f"Fix those rows in {facts.path}, or add the values to {key}.")
+                 f"Fix those rows in {facts.shown}, or add the values to {key}.")
 
 
 def fresh(source: str, key: str, col: str, max_age_s: float, facts: "SourceFacts",
@@ -128,7 +131,7 @@ def fresh(source: str, key: str, col: str, max_age_s: float, facts: "SourceFacts
     span = facts.min_max(col)
     if span.value is None:
         return _fail(source, "freshness", col, key, expected, None, "the column has no timestamps",
-                     span.how, f"Fill {col} in {facts.path}.")
+                     span.how, f"Fill {col} in {facts.shown}.")
     newest = span.value[1]
     age = now - newest
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(newest))
@@ -137,7 +140,7 @@ def fresh(source: str, key: str, col: str, max_age_s: float, facts: "SourceFacts
     if age <= max_age_s:
         return _pass(source, "freshness", col, key, expected, found, shown, span.how)
     return _fail(source, "freshness", col, key, expected, found, shown, span.how,
-                 f"Load fresh rows into {facts.path}, or raise {key} (seconds).")
+                 f"Load fresh rows into {facts.shown}, or raise {key} (seconds).")
 
 
 def row_count(source: str, key: str, max_change: float, facts: "SourceFacts",
@@ -157,7 +160,7 @@ def row_count(source: str, key: str, max_change: float, facts: "SourceFacts",
     return _fail(source, "row_count", None, key, expected, found, shown, rows.how,
                  f"If the change is expected, run once with {key}={max(1.0, round(change + 0.05, 2))} "
                  "(or raise it in the recipe): the run that trains records the new count; otherwise fix "
-                 f"{facts.path}.")
+                 f"{facts.shown}.")
 
 
 def _no_column(source: str, rule: str, key: str, col: str, expected: str, facts: "SourceFacts") -> Outcome:
@@ -165,7 +168,7 @@ def _no_column(source: str, rule: str, key: str, col: str, expected: str, facts:
 
     close = difflib.get_close_matches(col, facts.columns, n=1, cutoff=0.6)
     mean = f"Did you mean '{close[0]}'? " if close else ""
-    return _fail(source, rule, col, key, expected, None, f"{facts.path} has no column '{col}'", "schema",
+    return _fail(source, rule, col, key, expected, None, f"{facts.shown} has no column '{col}'", "schema",
                  f"{mean}Columns there: {', '.join(facts.columns)}.")
 
 

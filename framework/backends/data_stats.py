@@ -37,11 +37,14 @@ class SourceFacts:
             False reads the columns themselves (the check before training).
     """
 
-    def __init__(self, path: Path, fmt: str, data_columns: list[str], use_statistics: bool) -> None:
+    def __init__(self, path: Path, fmt: str, data_columns: list[str], use_statistics: bool,
+                 shown: str | None = None) -> None:
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
         self.path, self.fmt = Path(path), fmt
+        #: The path as the recipe writes it, for messages.
+        self.shown = shown or str(path)
         self._data_columns = list(dict.fromkeys(data_columns))
         self._table: Any = None
         self._columns: dict[str, Any] = {}
