@@ -317,10 +317,11 @@ def cmd_monitor(ns: argparse.Namespace) -> int:
     evaluate = bool(ns.args) and ns.args[0] == "evaluate"
     args = ns.args[1:] if evaluate else ns.args
     if evaluate and ns.labels is None:
-        raise DataError("loom monitor evaluate needs --labels PATH: a parquet or CSV file of labels "
-                        "with request_id or the entity keys.")
+        raise DataError("`loom monitor evaluate recipe=NAME --labels PATH` needs --labels: a parquet "
+                        "or CSV file of labels with request_id or the entity keys.")
     if not evaluate and (ns.labels or ns.label_column or ns.time_column):
-        raise DataError("--labels, --label-column and --time-column belong to `loom monitor evaluate`.")
+        raise DataError("--labels, --label-column and --time-column belong to "
+                        "`loom monitor evaluate recipe=NAME`.")
     if evaluate:
         out = api.monitor_evaluate(args, ns.labels, tuple(ns.templates), ns.project, ns.label_column,
                                    ns.time_column, ns.window)

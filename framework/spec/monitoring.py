@@ -58,8 +58,8 @@ class Drift(Spec):
         "nothing rather than something noisy.")
     psi_threshold: float = Field(
         default=0.2, gt=0, description="PSI above which a feature or the score has drifted (0.1: "
-        "some change, 0.2: significant): flagged by `loom monitor`, alerted on, and gating rollouts "
-        "with monitoring.on_drift.")
+        "some change, 0.2: significant): flagged by `loom monitor recipe=NAME`, alerted on, and "
+        "gating rollouts with monitoring.on_drift.")
     missing_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Fraction of rows missing a feature above which it "
         "is flagged and alerted on.")
@@ -96,7 +96,7 @@ class Fairness(Spec):
         "columns of the labels file.")
     max_gap: float = Field(
         default=0.1, gt=0, le=1, description="Largest allowed gap between groups in positive rate "
-        "and accuracy; above it `loom monitor evaluate` flags the gap.")
+        "and accuracy; above it `loom monitor evaluate recipe=NAME` flags the gap.")
 
 
 class Webhook(Spec):
@@ -165,7 +165,8 @@ class Monitoring(Spec):
                          "out-of-range values, in the replicas.")
     log: PredictionLog = Field(default_factory=PredictionLog, description="The prediction log.")
     fairness: Fairness | None = Field(
-        default=None, description="Per-group metrics in `loom monitor evaluate`; none by default.")
+        default=None, description="Per-group metrics in `loom monitor evaluate recipe=NAME`; none by "
+        "default.")
     alertmanager: Alertmanager | None = Field(
         default=None, description="An Alertmanager webhook receiver for the alerts; none by default.")
     on_drift: Literal["alert", "pause_rollout", "rollback"] = Field(

@@ -49,13 +49,13 @@ def test_monitor_json_and_a_version_the_registry_lacks(project: Path, capsys) ->
 def test_evaluate_bad_input_is_a_message(project: Path, capsys) -> None:
     _log(project)
     code, _, err = _cli(capsys, "monitor", "evaluate", "recipe=churn")
-    assert code == 1 and "needs --labels PATH" in err
+    assert code == 1 and "needs --labels" in err
     bad = project / "labels.csv"
     pd.DataFrame({"user": ["x"], "churned": [1]}).to_csv(bad, index=False)
     code, _, err = _cli(capsys, "monitor", "evaluate", "recipe=churn", "--labels", "labels.csv")
     assert code == 1 and "labels.csv: no join keys" in err and "Traceback" not in err
     code, _, err = _cli(capsys, "monitor", "recipe=churn", "--labels", "labels.csv")
-    assert code == 1 and "belong to `loom monitor evaluate`" in err
+    assert code == 1 and "belong to" in err
 
 
 def test_evaluate_by_request_id(project: Path, capsys) -> None:
