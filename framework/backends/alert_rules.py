@@ -25,18 +25,19 @@ def _rule(name: str, expr: str, for_s: float, severity: str, model_id: str, summ
 
 
 def slo_rules(recipe: Any) -> list[dict[str, Any]]:
-    """``high_error_rate`` and ``slow_predictions``, per version, from ``monitoring.slo``."""
+    """``high_error_rate`` (per model) and ``slow_predictions`` (per version) from ``monitoring.slo``."""
     slo, model_id = recipe.monitoring.slo, recipe.model_id
     sel, w = f"model={promql_string(model_id)}", duration(slo.window_s)
     rules = []
     if slo.max_error_rate is not None:
-        expr = (f'sum by (model, version) (rate(ray_loom_requests_total{{{sel},outcome="error"}}[{w}]))'
-                f" / sum by (model, version) (rate(ray_loom_requests_total{{{sel}}}[{w}]))"
+        # Per model, not per version: a request that fails before a version answers (the model
+        # raised, a timeout) is counted with version="none", so a version's own rate never sees it.
+        expr = (f'sum by (model) (rate(ray_loom_requests_total{{{sel},outcome="error"}}[{w}]))'
+                f" / sum by (model) (rate(ray_loom_requests_total{{{sel}}}[{w}]))"
                 f" > {slo.max_error_rate:g}")
         rules.append(_rule(
             "high_error_rate", expr, slo.for_s, "critical", model_id,
-            f"More than {slo.max_error_rate * 100:.4g}% of {model_id} version "
-            "{{ $labels.version }}'s requests fail.",
+            f"More than {slo.max_error_rate * 100:.4g}% of {model_id}'s requests fail.",
             f"Error rate {{{{ $value | humanizePercentage }}}} over {w} (threshold "
             f"{slo.max_error_rate:g}, monitoring.slo.max_error_rate)."))
     if slo.max_p99_latency_ms is not None:
