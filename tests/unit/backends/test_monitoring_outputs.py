@@ -165,3 +165,14 @@ def test_a_secret_file_is_referenced_where_it_is(project: Path, tmp_path: Path) 
     (hook,) = json.loads(_body(out / "alertmanager.yml"))["receivers"][0]["webhook_configs"]
     assert hook == {"send_resolved": False, "url_file": str(url_file.resolve())}
     assert not (out / "secrets").exists() and "XXXX" not in (out / "alertmanager.yml").read_text()
+
+
+def test_promtool_accepts_the_rendered_prometheus_config(project: Path, tmp_path: Path, promtool: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_TEST_HOOK_TOKEN", TOKEN)
+    ctx = _ctx(project, tmp_path, "churn", HOOK)
+    MonitoringBackend().apply(_step(ctx), ctx)
+    result = subprocess.run([promtool, "check", "config", str(rules_dir(ctx) / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout + result.stderr
