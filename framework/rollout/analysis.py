@@ -294,8 +294,9 @@ def drift_gate(result: AnalysisResult, candidate: list[dict[str, Any]], profile_
         return replace(result, reason=f"{result.reason}; {why}")
     if action == "rollback":
         return replace(result, verdict="fail", reason=why)
-    return replace(result, verdict="paused", reason=why + "; the rollout holds this step: "
-                   "`loom rollout promote|abort|rollback recipe=NAME` decides")
+    return replace(result, verdict="paused", reason=why + "; the rollout holds this step until "
+                   "`loom rollout promote recipe=NAME`, `loom rollout abort recipe=NAME` or "
+                   "`loom rollout rollback recipe=NAME`")
 
 
 def training_psi(scores: Sequence[float], profile_path: str) -> tuple[float, float] | None:
