@@ -10,34 +10,48 @@ PROFILE_FILE = "reference_profile.json"
 _BINS = 10
 
 
-def reference_profile(x: np.ndarray, feature_names: list[str], predictions: np.ndarray) -> dict[str, Any]:
+def reference_profile(x: np.ndarray, feature_names: list[str], predictions: np.ndarray,
+                      categories: dict[str, int] | None = None) -> dict[str, Any]:
     """Histogram of every feature column and of the predictions.
 
     Bin edges are the column's deciles (distinct values only), so a PSI over these bins is stable
     for skewed features. Each entry: ``{"edges": [...], "counts": [...], "mean", "std", "missing"}``
     where ``edges`` has ``len(counts) + 1`` values and the outer edges are the observed min and max.
+    A categorical feature has one bin per category code instead (deciles of a few codes would merge
+    them into one bin, and no shift between categories would show).
 
     Args:
         x: (rows, features) matrix the model was evaluated on.
         feature_names: column names of ``x``.
         predictions: the model's output on ``x`` (probability of class 1, values, or (n, k) matrix).
+        categories: categorical feature -> its number of categories (codes 0..n-1 in ``x``).
     """
     pred = np.asarray(predictions, dtype=np.float64)
     pred = pred.max(axis=1) if pred.ndim == 2 else pred
+    categories = categories or {}
     return {
-        "format": 1,
+        "format": 2,
         "rows": int(len(x)),
-        "features": {name: histogram(x[:, i]) for i, name in enumerate(feature_names)},
+        "features": {name: histogram(x[:, i], categories.get(name))
+                     for i, name in enumerate(feature_names)},
         "prediction": histogram(pred),
     }
 
 
-def histogram(values: np.ndarray) -> dict[str, Any]:
-    """Decile-edged histogram of one column, ignoring NaNs (counted in ``missing``)."""
+def histogram(values: np.ndarray, codes: int | None = None) -> dict[str, Any]:
+    """Decile-edged histogram of one column, ignoring NaNs (counted in ``missing``); with ``codes``,
+    one bin per category code ``0..codes-1`` (edges at the half-integers)."""
     v = np.asarray(values, dtype=np.float64)
     finite = v[np.isfinite(v)]
-    if finite.size == 0:
+    if finite.size == 0 and not codes:
         return {"edges": [], "counts": [], "mean": None, "std": None, "missing": int(v.size)}
+    if codes:
+        edges = np.arange(codes + 1, dtype=np.float64) - 0.5
+        counts, _ = np.histogram(finite, bins=edges)
+        return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+                "mean": float(finite.mean()) if finite.size else None,
+                "std": float(finite.std()) if finite.size else None,
+                "missing": int(v.size - finite.size), "categorical": True}
     edges = np.unique(np.quantile(finite, np.linspace(0, 1, _BINS + 1)))
     if edges.size == 1:
         edges = np.array([edges[0], edges[0]])

@@ -150,7 +150,8 @@ def _log_lineage_artifacts(ctx: "RunContext", record: TrainingRecord) -> None:
     }, "loom/lineage.json")
     if record.outputs.get("contract"):
         mlflow.log_dict(record.outputs["contract"], "loom/contract.json")
-    profile = reference_profile(record.profile_x, record.feature_names, record.profile_pred)
+    profile = reference_profile(record.profile_x, record.feature_names, record.profile_pred,
+                                {n: len(c) for n, c in record.categories.items()})
     mlflow.log_dict(profile, f"loom/{PROFILE_FILE}")
 
 

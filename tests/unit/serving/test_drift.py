@@ -213,3 +213,17 @@ def test_the_predictor_logs_its_answers_with_the_request_id(served, tmp_path):
     first = log.set_index("request_id").loc["r0"]
     assert 0.0 <= first["score"] <= 1.0 and first["prediction"] in ("low_risk", "high_risk", "0", "1")
     assert first["monthly_charges"] == rows.set_index("customer_id").loc[ids[0], "monthly_charges"]
+
+
+def test_a_categorical_feature_has_a_bin_per_category_so_a_shift_between_them_shows():
+    # Before: decile edges over codes {0, 1} merged into one bin, so PSI was 0 whatever the mix.
+    rng = np.random.default_rng(4)
+    codes = rng.choice([0.0, 1.0], size=2000, p=[0.8, 0.2])
+    profile = reference_profile(codes.reshape(-1, 1), ["plan"], rng.uniform(0, 1, 2000),
+                                {"plan": 3})
+    hist = profile["features"]["plan"]
+    assert hist["edges"] == [-0.5, 0.5, 1.5, 2.5] and hist["counts"][2] == 0  # code 2 unseen in test
+    bins = VersionBins(profile, ["plan"])
+    for code in rng.choice([0.0, 1.0], size=1000, p=[0.2, 0.8]):
+        bins.add([float(code)], 0.5)
+    assert psi(hist["counts"], bins.bins[0]) > 0.5 and bins.out_of_range == [0]
