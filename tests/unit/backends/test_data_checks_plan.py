@@ -70,7 +70,7 @@ def test_apply_checks_the_data_again_before_any_step_and_applies_nothing(project
     workspace = planned.ctx.workspace
     state = json.loads((workspace / "state.json").read_text()) if (workspace / "state.json").exists() else {}
     assert not state.get("recipes", {}).get("churn", {}).get("steps")
-    assert not (workspace / "feast").exists() and not (workspace / "mlflow.db").exists()
+    assert not (workspace / "feast").exists() and not (workspace / "mlflow").exists()
 
 
 def test_loom_launch_shows_the_failed_check_and_exits_1(project: Path) -> None:
