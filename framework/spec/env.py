@@ -76,7 +76,7 @@ class Env(Spec):
         "Serve's REST API (`serve status`, `serve deploy`) and the Jobs API (`ray job`), on "
         "127.0.0.1:env.dashboard_port only and behind the head's Ray token (401 without "
         "`Authorization: Bearer <token>`; `loom env` prints what the CLIs need). Costs 9 more "
-        "processes, about 0.2 GiB more memory (head's processes, PSS: 0.63 GiB with it, 0.44 "
+        "processes, about 0.2 GiB more memory (head's processes, PSS: 0.61 GiB with it, 0.43 "
         "without; summed RSS, which counts shared pages in each: 1.44 vs 0.63 GiB), ~2 s more "
         "to start and ~3% of a core when idle (measured, ray 2.60, 2 cores). false: no "
         "dashboard, and the `serve` and `ray job` CLIs cannot talk to the head. Read when the "
