@@ -61,7 +61,8 @@ def unique_key(source: str, key: str, cols: list[str], facts: "SourceFacts") -> 
         return _pass(source, "unique_key", column, key, expected, 0, "every key is unique", "data")
     shown = ", ".join(f"{k}={v!r}" for k, v in (example or {}).items())
     return _fail(source, "unique_key", column, key, expected, repeated,
-                 f"{repeated:,} rows repeat a key that an earlier row has, e.g. {shown}", "data",
+                 f"{_rows(repeated)} {'repeats' if repeated == 1 else 'repeat'} a key that an earlier "
+                 f"row has, e.g. {shown}", "data",
                  f"Keep one row per ({names}) in {facts.shown}, or correct {key}.")
 
 
@@ -109,9 +110,9 @@ def allowed(source: str, key: str, col: str, values: list[Any], facts: "SourceFa
                    key=lambda item: -item[1])
     if not other:
         return _pass(source, "allowed_values", col, key, expected, [], "only allowed values", "data")
-    shown = ", ".join(f"{v!r} ({n:,} rows)" for v, n in other[:5]) + (", ..." if len(other) > 5 else "")
+    shown = ", ".join(f"{v!r} ({_rows(n)})" for v, n in other[:5]) + (", ..." if len(other) > 5 else "")
     return _fail(source, "allowed_values", col, key, expected, [v for v, _ in other[:20]],
-                 f"{sum(n for _, n in other):,} rows hold other values: {shown}", "data",
+                 f"{_rows(sum(n for _, n in other))} with other values: {shown}", "data",
                  f"Fix those rows in {facts.shown}, or add the values to {key}.")
 
 
@@ -207,6 +208,10 @@ def _kind_text(kind: Any) -> str:
     if pat.is_integer(kind) or pat.is_floating(kind):
         return "numbers"
     return "text" if pat.is_string(kind) or pat.is_large_string(kind) else f"{kind} values"
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
 
 
 def _list_key(key: str) -> str:

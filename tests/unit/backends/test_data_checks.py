@@ -102,7 +102,7 @@ def test_unique_key(tmp_path: Path, mode) -> None:
     text = only(check(tmp_path, {"unique_key": ["customer_id", "event_timestamp"]},
                       frame(event_timestamp=same), mode)[1])
     assert "column 'customer_id, event_timestamp', rule unique_key (each (customer_id, " \
-           "event_timestamp) once): 1 rows repeat a key that an earlier row has, e.g. customer_id=1" in text
+           "event_timestamp) once): 1 row repeats a key that an earlier row has, e.g. customer_id=1" in text
     assert "hint: Keep one row per (customer_id, event_timestamp)" in text
 
 
@@ -135,8 +135,8 @@ def test_allowed_values(tmp_path: Path, mode) -> None:
     text = only(check(tmp_path, {"allowed_values": {"tier": ["gold", "silver"], "visits": [1, 2, 3, 4]}},
                       frame(), mode)[1])
     assert ("data.sources.profiles.checks.allowed_values.tier: Data check failed: source 'profiles', "
-            "column 'tier', rule allowed_values (one of 'gold', 'silver'): 1 rows hold other values: "
-            "'bronze' (1 rows).") in text
+            "column 'tier', rule allowed_values (one of 'gold', 'silver'): 1 row with other values: "
+            "'bronze' (1 row).") in text
     assert "or add the values to data.sources.profiles.checks.allowed_values.tier" in text
 
 
