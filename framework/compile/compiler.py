@@ -139,7 +139,7 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
         # serving change does not re-render them.
         b.add("monitoring.rules", "monitoring.rules",
               [r.model_id, _section(r.monitoring), RULES_RENDERING], [],
-              alerts=[a.name for a in r.monitoring.alerts])
+              alerts=r.monitoring.alert_names())
 
 
 def drift_gate(r: Recipe) -> dict[str, Any] | None:

@@ -175,6 +175,15 @@ class Monitoring(Spec):
         "score PSI against its training profile is above drift.psi_threshold; promote, abort or "
         "roll back by hand) or rollback (that analysis fails). Judged on each analysis window.")
 
+    def alert_names(self) -> list[str]:
+        """Every alert ``monitoring.rules`` renders, in order: the generated ones these settings
+        keep (``backends.alert_rules``), then the recipe's own."""
+        names = (["high_error_rate"] if self.slo.max_error_rate is not None else []) + (
+            ["slow_predictions"] if self.slo.max_p99_latency_ms is not None else [])
+        if self.drift.enabled:
+            names += ["feature_drift", "score_drift", "missing_features", "out_of_range_features"]
+        return names + [a.name for a in self.alerts]
+
     @model_validator(mode="after")
     def _rules_render(self) -> "Monitoring":
         taken = sorted({a.name for a in self.alerts} & set(GENERATED_ALERTS))

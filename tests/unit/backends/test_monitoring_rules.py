@@ -218,3 +218,15 @@ def test_promtool_parses_every_rewritten_expression(tmp_path: Path, promtool: st
                                            encoding="utf-8")
     result = _promtool(promtool, "check", "rules", "rewrites.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overrides", [
+    (), ("monitoring.drift.enabled=false",), ("++monitoring.slo.max_error_rate=null",),
+    ("monitoring.alerts=[{name:mine,expr:'up == 0'}]",),
+], ids=["default", "no-drift", "no-error-rule", "own-alert"])
+def test_the_plan_lists_every_alert_the_rules_file_holds(project: Path, tmp_path: Path,
+                                                         overrides: tuple[str, ...]) -> None:
+    ctx = _ctx(project, tmp_path, *overrides)
+    rendered = [r["alert"] for r in alert_rules(ctx.recipe)["groups"][0]["rules"]]
+    (step,) = [s for s in compile_steps(ctx.recipe, {}) if s.kind == "monitoring.rules"]
+    assert step.attrs["alerts"] == rendered == ctx.recipe.monitoring.alert_names()
