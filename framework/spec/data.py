@@ -110,7 +110,7 @@ class DataSource(Spec):
     description: str = Field(default="", description="What this table holds, for people.")
     checks: SourceChecks = Field(
         default_factory=SourceChecks,
-        description="Data quality rules checked by `loom plan` and before training "
+        description="Data quality rules, checked when a plan reads the data and again before training "
                     "(see docs/data-checks.md); none by default.")
 
 
