@@ -15,6 +15,9 @@ booster. Each request looks one customer up by key and predicts one row.
 - hand-written-batched (b): the same with ``@serve.batch(32, 2 ms)`` around the predict.
 - loom via the gateway: ``POST /v1/predictions`` with ``model_id`` in the body, with a second model
   (``churn_b``, same settings) deployed beside churn; its ratio is against Loom's per-model route.
+- loom-unmonitored: the same app as ``churn_quiet`` with ``monitoring.drift`` and ``monitoring.log``
+  off (request metrics stay on): Loom's ratio against it is the cost of drift binning (every row,
+  in the bins of the model's reference profile) and the prediction log (10% of rows).
 - in-process: lookup + ``inplace_predict`` in a loop, no HTTP: the floor. Also Loom's own request
   path in-process (body validation + ``Predictor``, no HTTP) to show what Loom adds over the floor.
 
@@ -42,6 +45,7 @@ FEATURES = ["tenure_months", "monthly_charges", "contract_months", "support_call
             "payment_delay_days"]
 KEY = "bench-key-0123456789"
 SECOND_MODEL = "churn_b"
+QUIET_MODEL = "churn_quiet"
 
 
 def compose_recipe(overrides: list[str] = ()) -> Any:
@@ -60,7 +64,8 @@ def compose_recipe(overrides: list[str] = ()) -> Any:
 
 
 def prepare(workdir: Path, customers: int) -> tuple[Path, Path, list[dict]]:
-    """Sample data, a small churn booster (UBJ) and the online feature rows."""
+    """Sample data, a small churn booster (UBJ) with its reference profile beside it (as
+    registration puts it), and the online feature rows."""
     import make_data
     import pandas as pd
     import xgboost
@@ -75,23 +80,39 @@ def prepare(workdir: Path, customers: int) -> tuple[Path, Path, list[dict]]:
                             num_boost_round=100)
     model = workdir / "model.ubj"
     booster.save_model(str(model))
+    from framework.backends.model_registry.profile import reference_profile
+
+    x = frame[FEATURES].to_numpy(dtype="float64")
+    profile = reference_profile(x, FEATURES, booster.inplace_predict(x.astype("float32")))
+    (workdir / "reference_profile.json").write_text(json.dumps(profile))
     rows = latest[["customer_id", *FEATURES]].to_dict(orient="records")
     return workdir / "data" / "churn" / "features.parquet", model, rows
 
 
 def deploy_loom(recipe: Any, workdir: Path, features_path: Path, model: Path) -> None:
-    """Loom's churn app, a second model (``churn_b``) beside it, and the gateway."""
+    """Loom's churn app, a second model (``churn_b``) beside it, the same app unmonitored
+    (``churn_quiet``), and the gateway."""
     from framework.backends.ray_serve import config as cfg
     from framework.backends.ray_serve import traffic
 
     features = {"type": "memory", "path": str(features_path), "timestamp_field": "event_timestamp"}
-    slot = {"version": "1", "model_path": str(model), "model_uri": "models:/churn/1"}
-    for model_id in (recipe.model_id, SECOND_MODEL):
-        registry = recipe.registry.model_copy(update={"model_name": model_id})
-        args = cfg.app_args(recipe.model_copy(update={"registry": registry}), workdir,
+    slot = {"version": "1", "model_path": str(model), "model_uri": "models:/churn/1",
+            "profile_path": str(model.parent / "reference_profile.json")}
+    for model_id, variant in ((recipe.model_id, recipe), (SECOND_MODEL, recipe),
+                              (QUIET_MODEL, unmonitored(recipe))):
+        registry = variant.registry.model_copy(update={"model_name": model_id})
+        args = cfg.app_args(variant.model_copy(update={"registry": registry}), workdir,
                             features=features)
         traffic.deploy_app(cfg.app_config(model_id, args, cfg.initial_user_config(slot)))
     traffic.ensure_gateway(recipe.serving.route_prefix)
+
+
+def unmonitored(recipe: Any) -> Any:
+    """The recipe with ``monitoring.drift`` and ``monitoring.log`` off (request metrics stay on)."""
+    m = recipe.monitoring
+    return recipe.model_copy(update={"monitoring": m.model_copy(update={
+        "drift": m.drift.model_copy(update={"enabled": False}),
+        "log": m.log.model_copy(update={"enabled": False})})})
 
 
 def deploy_baseline(features_path: Path, model: Path, batched: bool) -> str:
@@ -148,9 +169,11 @@ async def _load(url: str, ids: list[str], requests: int, concurrency: int) -> tu
     counter = iter(range(requests))
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
+    model_id = url.split("/v1/models/")[1].split("/")[0] if "/v1/models/" in url else "churn"
+
     async def worker(session: aiohttp.ClientSession) -> None:
         for i in counter:
-            body = json.dumps({"model_id": "churn", "entities": {"customer_id": ids[i % len(ids)]}})
+            body = json.dumps({"model_id": model_id, "entities": {"customer_id": ids[i % len(ids)]}})
             t0 = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
@@ -210,7 +233,9 @@ def loom_in_process(recipe: Any, features_path: Path, model: Path, ids: list[str
         return predict_matrix(slot, rows, rng)
 
     predictor = Predictor(args, build_lookup(features, ["customer_id"], FEATURES), predict_fn)
-    predictor.reconfigure({"slots": {"stable": {"version": "1", "model_path": str(model)}}})
+    predictor.reconfigure({"slots": {"stable": {
+        "version": "1", "model_path": str(model),
+        "profile_path": str(model.parent / "reference_profile.json")}}})
 
     async def run() -> list[float]:
         lat = []
@@ -222,6 +247,7 @@ def loom_in_process(recipe: Any, features_path: Path, model: Path, ids: list[str
         return lat
 
     lat = asyncio.run(run())
+    predictor.watch.close()
     return {"p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99), "rps": 1000 / statistics.mean(lat)}
 
 
@@ -245,10 +271,11 @@ def measure(urls: dict[str, str], ids: list[str], requests: int, rounds: int,
 #: hand-written app without batching, (b) the same with ``@serve.batch``.
 RATIOS = [("loom", "hand-written"), ("loom", "hand-written-batched"),
           ("hand-written", "hand-written"), ("hand-written-batched", "hand-written"),
-          ("loom-gateway", "loom")]
+          ("loom-gateway", "loom"), ("loom", "loom-unmonitored")]
 
 
-def report(results: dict, floor_stats: dict, loom_local: dict, concurrencies: list[int]) -> str:
+def report(results: dict, floor_stats: dict, loom_local: dict, quiet_local: dict,
+           concurrencies: list[int]) -> str:
     lines = ["| concurrency | side | p50 ms | p99 ms | req/s | ratios against | p50 ratio | p99 ratio "
              "| throughput ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for c in concurrencies:
@@ -260,6 +287,11 @@ def report(results: dict, floor_stats: dict, loom_local: dict, concurrencies: li
                          f"| {against} | {ratios} |")
     lines.append(f"| - | loom in-process (no HTTP) | {loom_local['p50_ms']:.3f} | {loom_local['p99_ms']:.3f} | "
                  f"{loom_local['rps']:.0f} | | | | |")
+    lines.append(f"| - | loom in-process, drift and log off | {quiet_local['p50_ms']:.3f} | "
+                 f"{quiet_local['p99_ms']:.3f} | {quiet_local['rps']:.0f} | loom in-process | "
+                 f"{loom_local['p50_ms'] / quiet_local['p50_ms']:.2f} | "
+                 f"{loom_local['p99_ms'] / quiet_local['p99_ms']:.2f} | "
+                 f"{loom_local['rps'] / quiet_local['rps']:.2f} |")
     lines.append(f"| - | in-process floor | {floor_stats['p50_ms']:.3f} | {floor_stats['p99_ms']:.3f} | "
                  f"{floor_stats['rps']:.0f} | | | | |")
     return "\n".join(lines)
@@ -284,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="loom-bench-serving-"))
     features_path, model, rows = prepare(workdir, args.customers)
     ids = [r["customer_id"] for r in rows]
-    # Four 0.5-CPU replicas and the gateway: logical CPUs (the machine has 2 cores, shared alike).
+    # Five 0.5-CPU replicas and the gateway: logical CPUs (the machine has 2 cores, shared alike).
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:
         from framework.backends.ray_cluster import port_holder
@@ -297,14 +329,17 @@ def main(argv: list[str] | None = None) -> None:
         urls = {"loom": f"{base}/v1/models/churn/predictions",
                 "hand-written": base + deploy_baseline(features_path, model, batched=False),
                 "hand-written-batched": base + deploy_baseline(features_path, model, batched=True),
-                "loom-gateway": f"{base}/v1/predictions"}
+                "loom-gateway": f"{base}/v1/predictions",
+                "loom-unmonitored": f"{base}/v1/models/{QUIET_MODEL}/predictions"}
         results = measure(urls, ids, args.requests, args.rounds, args.concurrency)
         floor_stats = floor(features_path, model, ids, 5000)
-        loom_local = loom_in_process(recipe, features_path, model, ids, 5000)
-        print(report(results, floor_stats, loom_local, args.concurrency))
+        loom_local = loom_in_process(recipe, features_path, model, ids, 20000)
+        quiet_local = loom_in_process(unmonitored(recipe), features_path, model, ids, 20000)
+        print(report(results, floor_stats, loom_local, quiet_local, args.concurrency))
         if args.json:
             args.json.write_text(json.dumps({f"{k[0]}@{k[1]}": v for k, v in results.items()}
-                                            | {"floor": floor_stats, "loom_in_process": loom_local},
+                                            | {"floor": floor_stats, "loom_in_process": loom_local,
+                                               "loom_in_process_unmonitored": quiet_local},
                                             indent=2))
     finally:
         serve.shutdown()
