@@ -71,6 +71,14 @@ def drift_rules(recipe: Any) -> list[dict[str, Any]]:
 
     feature = "{{ $labels.feature }}"
     version = "{{ $labels.version }}"
+    stale = [] if d.max_feature_age_s is None else [_rule(
+        "stale_features",
+        f'max by (model, view) (ray_loom_feature_age_seconds{{{sel},stat="mean"}}) > {d.max_feature_age_s:g}',
+        d.for_s, "warning", model_id,
+        f"Online features of view {{{{ $labels.view }}}} served by {model_id} are "
+        f"{{{{ $value | humanizeDuration }}}} old on average (threshold {d.max_feature_age_s:g} s).",
+        "Mean age of the values served (now minus their event time): is materialization or the "
+        "push path stalled? (monitoring.drift.max_feature_age_s)")]
     return [
         _rule("feature_drift", f"max by (model, version, feature) (ray_loom_feature_psi{{{sel}}}) > {t:g}",
               d.for_s, "warning", model_id,
@@ -95,7 +103,7 @@ def drift_rules(recipe: Any) -> list[dict[str, Any]]:
               f"{{{{ $value | humanizePercentage }}}} of rows (threshold {d.out_of_range_threshold:g}).",
               f"Values outside the range training saw, over {w}, of the rows binned "
               "(monitoring.drift.out_of_range_threshold)."),
-    ]
+    ] + stale
 
 
 def user_rules(recipe: Any) -> list[dict[str, Any]]:

@@ -108,6 +108,10 @@ def dashboard(recipe: Any) -> dict[str, Any]:
         p.add("Out-of-range features", "Share of binned rows with a value outside training's range.",
               [(q.per_row("ray_loom_feature_out_of_range_total"), "v{{version}} {{feature}}")],
               "percentunit", m.drift.out_of_range_threshold)
+        p.add("Feature freshness", "Mean and max age of the online feature values served (now "
+              "minus their event time), per feature view.",
+              [(f"max by (view, stat) ({q.sel('ray_loom_feature_age_seconds', version=False)})",
+                "{{view}} {{stat}}")], "s", m.drift.max_feature_age_s)
         p.add("Unseen categories", "Categories the answering version never saw in training, per second.",
               [(f"sum by (feature) (rate({q.sel('ray_loom_unseen_categories_total', version=False)}[{RATE}]))",
                 "{{feature}}")], "short")

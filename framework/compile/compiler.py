@@ -143,9 +143,12 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
 
 
 def drift_gate(r: Recipe) -> dict[str, Any] | None:
-    """``monitoring.on_drift`` for the rollout controller; None when drift only alerts (or is off)."""
+    """``monitoring.on_drift`` for the rollout controller; None when drift only alerts.
+
+    The gate reads the rollout's own samples against the candidate's profile, not the replicas'
+    drift bins, so it holds with ``monitoring.drift.enabled: false`` too."""
     m = r.monitoring
-    if m.on_drift == "alert" or not (m.enabled and m.drift.enabled):
+    if m.on_drift == "alert" or not m.enabled:  # check_on_drift refuses the second at validate
         return None
     return {"action": m.on_drift, "psi_threshold": m.drift.psi_threshold}
 

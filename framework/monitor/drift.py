@@ -100,8 +100,12 @@ def version_report(frame: Any, version: str, profile: dict[str, Any] | None,
                           ".json): trained before profiles existed, or not by Loom; nothing to compare")
         return report
     hists = profile.get("features", {})
+    # The rows a model version answered, as the replicas bin them: a fallback's answer (degraded)
+    # is counted in ``degraded_rows`` only.
+    model_rows = frame[~frame["degraded"].astype(bool)] if rows else frame
+    report["degraded_rows"] = rows - int(len(model_rows))
     for name in names:
-        column = frame[name] if name in frame.columns else None
+        column = model_rows[name] if name in model_rows.columns else None
         if column is None:
             report["features"].append({"feature": name, "rows": rows, "psi": None, "missing": None,
                                        "out_of_range": None, "flags": [], "note": "not in the log"})
@@ -109,7 +113,6 @@ def version_report(frame: Any, version: str, profile: dict[str, Any] | None,
         row = feature_row(name, column, hists.get(name), cats.get(name))
         row["flags"] = _flags(row, thresholds) if enough else []
         report["features"].append(row)
-    model_rows = frame[~frame["degraded"].astype(bool)] if rows else frame
     score = score_row(model_rows["score"], profile.get("prediction"))
     score["flags"] = (["drift"] if enough and score["psi"] is not None
                       and score["psi"] > thresholds.psi_threshold else [])

@@ -10,7 +10,8 @@ from framework.monitor.logread import LogWindow, no_log_message, read_window
 
 #: What the log cannot say about freshness, said instead of a number it does not have.
 FRESHNESS_NOTE = ("Freshness is not in the prediction log: it records the values served, not their "
-                  "age in the online store.")
+                  "age in the online store. The replicas export it live as "
+                  "ray_loom_feature_age_seconds (monitoring.drift.max_feature_age_s alerts on it).")
 
 
 def log_window(recipe: Any, workspace: Path, window_s: float | None, now: float | None = None) -> LogWindow:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Literal, Sequence
 
@@ -308,6 +309,9 @@ def training_psi(scores: Sequence[float], profile_path: str) -> tuple[float, flo
     hist = _profile(profile_path).get("prediction") or {}
     edges, counts = hist.get("edges") or [], hist.get("counts") or []
     if len(edges) < 2 or not scores or not sum(counts):
+        return None
+    scores = [s for s in scores if math.isfinite(s)]  # as the replicas: no bin for NaN
+    if not scores:
         return None
     observed = [0] * (len(edges) - 1)
     for s in scores:

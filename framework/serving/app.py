@@ -85,7 +85,9 @@ class LoomPredictor:
 
     def __del__(self) -> None:
         # Serve calls this when it stops the replica: the last drift counts and log records out.
-        self.predictor.watch.close()
+        predictor = getattr(self, "predictor", None)  # None when __init__ failed early
+        if predictor is not None:
+            predictor.watch.close()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this in place when the deployment's ``user_config`` changes."""

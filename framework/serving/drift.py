@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from framework.backends.model_registry.profile import bin_of, psi
 
@@ -85,12 +85,14 @@ class DriftMonitor:
     """Counts per version (``observe`` on the request path), flushed to metrics by a thread."""
 
     def __init__(self, names: Sequence[str], settings: dict[str, Any], metrics: Any,
-                 seed: int | None = None, start: bool = True) -> None:
+                 seed: int | None = None, start: bool = True,
+                 on_flush: Callable[[], None] | None = None) -> None:
         self.names = list(names)
         self.sample_rate = float(settings.get("sample_rate", 1.0))
         self.window_s = float(settings.get("window_s", 600.0))
         self.min_rows = int(settings.get("min_rows", 100))
         self.metrics = metrics
+        self._on_flush = on_flush  # more to export on the same beat (the lookup's freshness)
         self._rng = random.Random(seed)
         self._versions: dict[str, VersionBins] = {}
         self._flushed: dict[str, tuple] = {}
@@ -102,13 +104,16 @@ class DriftMonitor:
             self._thread = threading.Thread(target=self._run, name="loom-drift", daemon=True)
             self._thread.start()
 
-    def load(self, version: str, profile_path: str | None) -> None:
-        """Bins for ``version`` from its profile file; a version without one is not binned."""
+    def load(self, version: str, profile_path: str | None, names: Sequence[str] | None = None) -> None:
+        """Bins for ``version`` from its profile file; a version without one is not binned.
+
+        ``names``: the version's own features in the order its vectors hold them (its contract's;
+        default the app's): versions of different contracts are served side by side."""
         if version in self._versions or not profile_path:
             return
         try:
             with open(profile_path, encoding="utf-8") as f:
-                self._versions[version] = VersionBins(json.load(f), self.names)
+                self._versions[version] = VersionBins(json.load(f), names or self.names)
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             logger.warning("monitoring.drift: version %s is not binned: its reference profile %s "
                            "could not be read (%s)", version, profile_path, exc)
@@ -131,7 +136,8 @@ class DriftMonitor:
         if bins is None or (self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate):
             return
         for vector, score in zip(vectors, scores):
-            bins.add(vector, score)
+            if len(vector) == len(bins.names):  # never another contract's row
+                bins.add(vector, score)
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_S):
@@ -155,6 +161,8 @@ class DriftMonitor:
                 while window and window[0][0] <= now - self.window_s:
                     window.popleft()
                 out[version] = self._psi(version, bins, window)
+        if self._on_flush is not None:
+            self._on_flush()
         return out
 
     def _export(self, version: str, delta: tuple) -> None:
@@ -162,7 +170,7 @@ class DriftMonitor:
         m = self.metrics
         if rows:
             m.monitored_rows(version, rows)
-        for name, counts, miss, out in zip(self.names, bins, missing, outside):
+        for name, counts, miss, out in zip(self._versions[version].names, bins, missing, outside):
             for b, n in enumerate(counts):
                 if n:
                     m.feature_bin(version, name, b, n)
@@ -181,7 +189,7 @@ class DriftMonitor:
         rows = total[0]
         enough = rows >= self.min_rows
         features = {}
-        for i, name in enumerate(self.names):
+        for i, name in enumerate(bins.names):
             value = psi(bins.reference[i], total[1][i]) if enough and bins.edges[i] else None
             features[name] = value
             self.metrics.feature_psi(version, name, math.nan if value is None else value)

@@ -19,6 +19,8 @@ Model and data monitoring (``framework.serving.drift``, in the bins of each vers
 - ``ray_loom_score_bin_total{model,version,bin}``                rows per bin of the score
 - ``ray_loom_feature_psi{model,version,feature}``                PSI of the replica's last window
 - ``ray_loom_score_psi{model,version}``                          the score's PSI, the same way
+- ``ray_loom_feature_age_seconds{model,view,stat}``              freshness of the online values
+  served (now minus their event time), ``stat`` mean or max over the last flush (Feast lookups)
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class NullMetrics:
     def score_psi(self, version: str, value: float) -> None:
         """Set the score's PSI over the window (NaN: too few rows)."""
 
+    def feature_age(self, view: str, mean_s: float, max_s: float) -> None:
+        """Set the mean and max age of a view's online values served since the last flush."""
+
 
 class ServeMetrics(NullMetrics):
     """The same calls, recorded with Ray Serve's metrics API inside a replica."""
@@ -113,13 +118,17 @@ class ServeMetrics(NullMetrics):
             tag_keys=("model", "version", "bin"))
         self._psi = metrics.Gauge("loom_feature_psi", description="Feature PSI over the replica's "
                                   "window (NaN: too few rows).", tag_keys=("model", "version", "feature"))
+        self._age = metrics.Gauge(
+            "loom_feature_age_seconds", description="Age of the online feature values served "
+            "(now minus their event time) since the last flush, mean or max.",
+            tag_keys=("model", "view", "stat"))
         self._score_psi = metrics.Gauge("loom_score_psi", description="Score PSI over the replica's "
                                         "window (NaN: too few rows).", tag_keys=("model", "version"))
 
         # The model tag is a default tag, so hot-path calls pass only what varies.
         for metric in (self._requests, self._latency, self._lookup, self._hits, self._fallbacks,
                        self._circuit, self._unseen, self._rows, self._bins, self._missing,
-                       self._outside, self._score_bins, self._psi, self._score_psi):
+                       self._outside, self._score_bins, self._psi, self._score_psi, self._age):
             metric.set_default_tags(dict(self.tags))  # Serve adds its tags to the dict given
 
     def request(self, version: str, outcome: str, latency_ms: float) -> None:
@@ -161,6 +170,10 @@ class ServeMetrics(NullMetrics):
 
     def score_psi(self, version: str, value: float) -> None:
         self._score_psi.set(value, tags={"version": version})
+
+    def feature_age(self, view: str, mean_s: float, max_s: float) -> None:
+        self._age.set(mean_s, tags={"view": view, "stat": "mean"})
+        self._age.set(max_s, tags={"view": view, "stat": "max"})
 
 
 def make_metrics(model_id: str, enabled: bool) -> Any:

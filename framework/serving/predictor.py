@@ -73,7 +73,7 @@ class Predictor(EventScoring):
         default = [lvl for lvl in s.fallback if lvl.type == "default"]
         self.default = default[0] if default else None
         self.fallback_models = [(m.version, load_booster(m.model_path)) for m in args.fallback_models]
-        self.watch = Watch(args, self.metrics, replica or f"pid{os.getpid()}")  # drift, prediction log
+        self.watch = Watch(args, self.metrics, replica or f"pid{os.getpid()}", lookup)  # drift, log
 
     # -- configuration ---------------------------------------------------------------------------
 

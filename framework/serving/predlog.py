@@ -79,12 +79,16 @@ class PredictionLogWriter:
 
     def __init__(self, directory: str, model_id: str, replica: str, entity_keys: list[str],
                  feature_names: list[str], sample_rate: float, max_bytes: int, flush_s: float,
-                 seed: int | None = None):
+                 seed: int | None = None, feature_types: dict[str, str] | None = None):
         self.directory = Path(directory)
         self.model_id = model_id
         self.replica = safe_name(replica)
         self.entity_keys = list(entity_keys)
         self.feature_names = list(feature_names)
+        # One type per column in every file, so the files read back as one dataset: categorical
+        # ("string") features as text, the rest as float64; entity keys as text.
+        self.categorical = {n for n, t in (feature_types or {}).items() if t == "string"}
+        self._typed = feature_types is not None
         self.sample_rate = float(sample_rate)
         self.max_bytes = int(max_bytes)
         self.flush_s = float(flush_s)
@@ -175,9 +179,17 @@ class PredictionLogWriter:
             "fallback": pa.array([None if r[4] is None else str(r[4]) for r in rows], pa.string()),
         }
         for key, col in self.entity_columns.items():
-            cols[col] = _column([r[5].get(key) for r in rows])
+            values = [r[5].get(key) for r in rows]
+            cols[col] = (pa.array([None if v is None else str(v) for v in values], pa.string())
+                         if self._typed else _column(values))
         for name, col in self.feature_columns.items():
-            cols[col] = _column([r[6].get(name) for r in rows])
+            values = [r[6].get(name) for r in rows]
+            if not self._typed:
+                cols[col] = _column(values)
+            elif name in self.categorical:
+                cols[col] = pa.array([None if v is None else str(v) for v in values], pa.string())
+            else:
+                cols[col] = pa.array([_float(v) for v in values], pa.float64())
         cols["prediction"] = pa.array([None if r[7] is None else str(r[7]) for r in rows], pa.string())
         cols["score"] = pa.array([_float(r[8]) for r in rows], pa.float64())
         return pa.table(cols)

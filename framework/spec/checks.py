@@ -328,6 +328,22 @@ def check_unauthenticated_listener(r: Recipe) -> list[Problem]:
                      "serving.http.allow_unauthenticated: true to accept this.")]
 
 
+def check_on_drift(r: Recipe) -> list[Problem]:
+    """``monitoring.on_drift`` beyond ``alert`` needs rollout analyses and monitoring to act in."""
+    m = r.monitoring
+    if m.on_drift == "alert":
+        return []
+    if r.rollout.strategy == "direct":
+        return [_problem("monitoring.on_drift", m.on_drift,
+                         "A direct rollout has no analysis windows for the drift gate to judge.",
+                         "Use rollout=canary or rollout=blue_green, or set monitoring.on_drift: alert.")]
+    if not m.enabled:
+        return [_problem("monitoring.on_drift", m.on_drift,
+                         "monitoring.enabled is false, which turns monitoring and its drift gate off.",
+                         "Set monitoring.enabled: true, or monitoring.on_drift: alert.")]
+    return []
+
+
 CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_view_sources,
     check_view_entities,
@@ -349,6 +365,7 @@ CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_auth_keys,
     check_unauthenticated_listener,
     check_data_checks,
+    check_on_drift,
 )
 
 

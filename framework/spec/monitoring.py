@@ -9,7 +9,7 @@ from framework.spec.base import Name, SecretRef, Spec
 
 #: Alerts Loom renders from thresholds (``slo``, ``drift``); a user alert may not take their names.
 GENERATED_ALERTS = ("high_error_rate", "slow_predictions", "feature_drift", "score_drift",
-                    "missing_features", "out_of_range_features")
+                    "missing_features", "out_of_range_features", "stale_features")
 
 
 class AlertRule(Spec):
@@ -48,7 +48,9 @@ class Drift(Spec):
         default=True, description="Bin features and scores in the replicas (ray_loom_feature_* and "
         "ray_loom_score_* series, PSI gauges) and render the drift alerts.")
     sample_rate: float = Field(
-        default=1.0, gt=0, le=1, description="Fraction of answered rows binned (1: every row).")
+        default=1.0, gt=0, le=1, description="Fraction of model calls whose rows are binned (1: "
+        "every row a model version answers; a request's rows are drawn together; cached and "
+        "fallback answers are not binned).")
     window_s: float = Field(
         default=600.0, ge=5, le=86_400, description="Seconds of traffic each replica's PSI gauges "
         "cover (ray_loom_feature_psi, ray_loom_score_psi); also the rate window of the "
@@ -62,12 +64,17 @@ class Drift(Spec):
         "gating rollouts with monitoring.on_drift.")
     missing_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Fraction of rows missing a feature above which it "
-        "is flagged and alerted on.")
+        "is flagged and alerted on. Rows reach a model with missing features only with "
+        "serving.missing_features: model (reject answers 422 first) or as unseen categories.")
     out_of_range_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Fraction of a feature's values outside the range seen "
         "in training above which it is flagged and alerted on.")
     for_s: float = Field(
         default=300.0, ge=0, description="Seconds a drift condition holds before its alert fires.")
+    max_feature_age_s: float | None = Field(
+        default=None, gt=0, description="Freshness: mean age of the online feature values served "
+        "(now minus each value's event time, per feature view, ray_loom_feature_age_seconds) above "
+        "which the stale_features alert fires; none (the default): no freshness alert.")
 
     def replica_settings(self) -> dict[str, float]:
         """The keys the replicas read (the rest are the alerts', `loom monitor`'s, the rollout's)."""
@@ -173,7 +180,9 @@ class Monitoring(Spec):
         default="alert", description="What a drifted candidate does to its rollout: alert (only "
         "the drift alerts fire), pause_rollout (the rollout holds its step while the candidate's "
         "score PSI against its training profile is above drift.psi_threshold; promote, abort or "
-        "roll back by hand) or rollback (that analysis fails). Judged on each analysis window.")
+        "roll back by hand) or rollback (that analysis fails). Judged on each analysis window of a "
+        "canary or blue_green rollout, on the rollout's own samples (so also with drift.enabled "
+        "false).")
 
     def alert_names(self) -> list[str]:
         """Every alert ``monitoring.rules`` renders, in order: the generated ones these settings
@@ -182,6 +191,7 @@ class Monitoring(Spec):
             ["slow_predictions"] if self.slo.max_p99_latency_ms is not None else [])
         if self.drift.enabled:
             names += ["feature_drift", "score_drift", "missing_features", "out_of_range_features"]
+            names += ["stale_features"] if self.drift.max_feature_age_s is not None else []
         return names + [a.name for a in self.alerts]
 
     @model_validator(mode="after")

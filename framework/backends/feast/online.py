@@ -26,6 +26,10 @@ class OnlineFeatureClient:
         self._expiring = _expiring_features(store, service, ttl_s)
         self.expired = 0
         """Values read older than their view's TTL, and so returned as None, since construction."""
+        # One feature per view: Feast stamps every feature of a view's row with its event time.
+        self._stamped = [(proj.name, proj.features[0].name)
+                         for proj in service.feature_view_projections if proj.features]
+        self._ages: dict[str, list[float]] = {}  # view -> [values read, sum of ages, max age]
 
     @classmethod
     def from_workspace(cls, repo_dir: str, service_name: str, feature_names: list[str],
@@ -81,10 +85,36 @@ class OnlineFeatureClient:
 
             raise EntityKeyError(f"The entity keys cannot be looked up: {exc}"[:300]) from exc
         columns = response.to_dict()
+        now = time.time()
         if self._expiring:
-            self.expired += _drop_expired(response.proto, columns, self._expiring, time.time())
+            self.expired += _drop_expired(response.proto, columns, self._expiring, now)
+        _count_ages(response.proto, self._stamped, self._ages, now)
         names = self.feature_names
         return [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))]
+
+
+    def take_ages(self) -> dict[str, tuple[int, float, float]]:
+        """Per view, ``(values read, mean age s, max age s)`` of the values read since the last
+        call (freshness: how old the served value was); views read nothing are left out."""
+        ages, self._ages = self._ages, {}
+        return {view: (int(n), total / n, top) for view, (n, total, top) in ages.items() if n}
+
+
+def _count_ages(proto: Any, stamped: list[tuple[str, str]], ages: dict[str, list[float]],
+                now: float) -> None:
+    """Add each found row's age (now - its event time) to ``ages``; a missing row has a zero stamp."""
+    refs = list(proto.metadata.feature_names.val)
+    for view, feature in stamped:
+        if feature not in refs:
+            continue
+        acc = ages.setdefault(view, [0, 0.0, 0.0])
+        for ts in proto.results[refs.index(feature)].event_timestamps:
+            if ts.seconds > 0:
+                age = max(0.0, now - ts.seconds - getattr(ts, "nanos", 0) / 1e9)
+                acc[0] += 1
+                acc[1] += age
+                if age > acc[2]:
+                    acc[2] = age
 
 
 def _expiring_features(store: Any, service: Any, ttl_s: dict[str, int] | None) -> list[tuple[int, list[str]]]:

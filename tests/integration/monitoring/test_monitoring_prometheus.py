@@ -43,6 +43,7 @@ def _args(http_port: int, metrics_port: int, am_port: int, hook_port: int) -> li
             f"++env.metrics_export_port={metrics_port}", "monitoring.scrape_interval_s=1",
             "monitoring.slo.window_s=20", "monitoring.slo.for_s=2",
             "monitoring.drift.window_s=15", "++monitoring.drift.min_rows=30", "monitoring.drift.for_s=2",
+            "++monitoring.drift.max_feature_age_s=60",  # the sample data's snapshots are days old
             f"++monitoring.alertmanager={{address:'127.0.0.1:{am_port}',webhook:{{url:'{hook}',"
             "bearer_token:{env:LOOM_TEST_WEBHOOK_TOKEN}},group_wait_s:1,group_interval_s:1}"]
 
@@ -244,6 +245,21 @@ def test_drifted_requests_fire_feature_drift_for_that_feature(stack):
     assert summary.startswith("Feature tenure_months of churn version 1 drifted: PSI ") and summary.endswith("> 0.2.")
     _wait(lambda: bool(_firing(stack["prom"], "out_of_range_features", feature="tenure_months")), 60,
           "out_of_range_features to fire for tenure_months")
+
+
+def test_values_looked_up_in_feast_show_their_age_and_stale_features_fires(stack):
+    def ask() -> bool:
+        for cid in ("C000001", "C000042", "C000777"):
+            status, _, body = H.call(stack["url"], {"entities": {"customer_id": cid}}, KEY)
+            assert status == 200 and body["degraded"] is False, body
+        return bool(_firing(stack["prom"], "stale_features", model="churn", view="customer_profile"))
+
+    _wait(ask, 90, "stale_features to fire for customer_profile", every_s=0.5,
+          seen=lambda: _series_now(stack["prom"], "ray_loom_feature_age_seconds", "ALERTS"))
+    ages = _api(stack["prom"], "/api/v1/query",
+                query='ray_loom_feature_age_seconds{model="churn",view="customer_profile"}')["result"]
+    by_stat = {r["metric"]["stat"]: float(r["value"][1]) for r in ages}
+    assert 60 < by_stat["mean"] <= by_stat["max"]  # seconds since the snapshots' event times
 
 
 def test_every_dashboard_query_runs_on_prometheus(stack):

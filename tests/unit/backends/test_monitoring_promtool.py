@@ -160,3 +160,29 @@ def test_no_traffic_fires_nothing(rule_files, tmp_path, promtool):
              for name in ("high_error_rate", "slow_predictions", "feature_drift", "score_drift",
                           "missing_features", "out_of_range_features")]
     _run(promtool, tmp_path, rule_files, [{"interval": "1m", "input_series": idle, "alert_rule_test": tests}])
+
+
+def test_stale_features_fires_when_the_served_values_grow_old(promtool: str, project: Path,
+                                                               tmp_path: Path) -> None:
+    from framework.loading import load_recipe
+
+    recipe = load_recipe(["recipe=churn", "++monitoring.drift.max_feature_age_s=3600",
+                          "monitoring.drift.for_s=60"], project_dir=project).recipe
+    ctx = RunContext(recipe=recipe, project_dir=project, workspace=tmp_path / "ws")
+    (step,) = [s for s in compile_steps(recipe, {}) if s.kind == "monitoring.rules"]
+    rules = MonitoringBackend().apply(step, ctx)["rules_file"]
+    age = "ray_loom_feature_age_seconds"
+    series = [_series(age, "4200x20", model="churn", view="customer_profile", stat="mean"),
+              _series(age, "100x10", model="churn", view="churn_labels", stat="mean"),
+              _series(age, "99999x10", model="churn", view="customer_profile", stat="max")]
+    summary = ("Online features of view customer_profile served by churn are 1h 10m 0s old on "
+               "average (threshold 3600 s).")
+    description = ("Mean age of the values served (now minus their event time): is materialization "
+                   "or the push path stalled? (monitoring.drift.max_feature_age_s)")
+    _run(promtool, tmp_path, [rules], [{
+        "interval": "15s", "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": "30s", "alertname": "stale_features", "exp_alerts": []},  # pending: for 60 s
+            {"eval_time": "90s", "alertname": "stale_features", "exp_alerts": [
+                _alert("churn", "warning", summary, description, view="customer_profile")]},
+        ]}])

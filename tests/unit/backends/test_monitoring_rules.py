@@ -132,8 +132,11 @@ USER_ALERT = "monitoring.alerts=[{name:cold_cache,expr:'rate(ray_loom_cache_hits
 
 
 def test_every_generated_selector_for_churn_matches_only_churn(project: Path, tmp_path: Path) -> None:
-    exprs = _exprs(alert_rules(_ctx(project, tmp_path, USER_ALERT).recipe))
+    exprs = _exprs(alert_rules(_ctx(project, tmp_path, USER_ALERT,
+                                    "++monitoring.drift.max_feature_age_s=3600").recipe))
     assert list(exprs) == [*GENERATED_ALERTS, "cold_cache"]
+    assert exprs["stale_features"] == ('max by (model, view) (ray_loom_feature_age_seconds'
+                                       '{model="churn",stat="mean"}) > 3600')
     assert exprs["cold_cache"] == 'rate(ray_loom_cache_hits_total{model="churn"}[5m]) < 1'
     for expr in exprs.values():
         selectors = re.findall(r"ray_loom_\w+(\{[^}]*\})?", expr)

@@ -146,3 +146,23 @@ def test_on_drift_reaches_the_rollout_steps_and_alert_changes_nothing(churn, pro
     spec = spec_from_steps(compile_steps(gated, DATA))
     assert spec.drift == {"action": "rollback", "psi_threshold": 0.3}
     assert spec_from_steps(compile_steps(churn.recipe, DATA)).drift is None
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["rollout=direct"], "A direct rollout has no analysis windows"),
+    (["monitoring=none"], "monitoring.enabled is false"),
+], ids=["direct", "monitoring-off"])
+def test_on_drift_where_it_cannot_act_is_refused_at_validate(project: Path, overrides, message) -> None:
+    from framework.errors import RecipeError
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(["recipe=churn", "+monitoring.on_drift=rollback", *overrides])
+    assert "monitoring.on_drift" in str(err.value) and message in str(err.value)
+
+
+def test_on_drift_gates_the_rollout_with_drift_bins_off(churn, project: Path) -> None:
+    from framework.rollout.phases import spec_from_steps
+
+    recipe = load_recipe(["recipe=churn", "+monitoring.on_drift=pause_rollout",
+                          "monitoring.drift.enabled=false"]).recipe
+    assert spec_from_steps(compile_steps(recipe, DATA)).drift["action"] == "pause_rollout"

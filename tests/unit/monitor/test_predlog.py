@@ -168,3 +168,18 @@ def test_record_cost(tmp_path: Path) -> None:
 def test_log_dir() -> None:
     assert log_dir("/ws", "fraud/v2") == Path("/ws/predictions/fraud_v2")
     assert os.fspath(log_dir("/ws", "churn")).endswith("predictions/churn")
+
+
+def test_typed_columns_read_back_as_one_dataset(tmp_path: Path) -> None:
+    # Before: each flush inferred its own types (int64 in one file, double in the next), and
+    # pd.read_parquet of the log's folder failed ("Float value 1.5 was truncated").
+    import pandas as pd
+
+    w = writer(tmp_path, feature_types={"tenure": "int64", "plan": "string", "score": "float64"})
+    rec(w, 0, features={"tenure": 2, "plan": "gold", "score": 1}, entities={"customer_id": 7})
+    w.flush()
+    rec(w, 1, features={"tenure": 1.5, "plan": "basic", "score": None}, entities={"customer_id": "C1"})
+    w.close()
+    frame = pd.read_parquet(tmp_path)
+    assert sorted(frame["tenure"]) == [1.5, 2.0] and set(frame["plan"]) == {"gold", "basic"}
+    assert set(frame["customer_id"]) == {"7", "C1"}

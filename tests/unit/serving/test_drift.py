@@ -58,6 +58,9 @@ class Recorded(NullMetrics):
     def score_psi(self, version, value):
         self.gauges[("score_psi", version)] = value
 
+    def feature_age(self, view, mean_s, max_s):
+        self.gauges[("age", view)] = (mean_s, max_s)
+
 
 def _profile(rng, n=2000):
     x = np.column_stack([rng.normal(0, 1, n), rng.uniform(0, 10, n)])
@@ -227,3 +230,56 @@ def test_a_categorical_feature_has_a_bin_per_category_so_a_shift_between_them_sh
     for code in rng.choice([0.0, 1.0], size=1000, p=[0.2, 0.8]):
         bins.add([float(code)], 0.5)
     assert psi(hist["counts"], bins.bins[0]) > 0.5 and bins.out_of_range == [0]
+
+
+
+def test_the_lookups_freshness_is_exported_on_the_drift_flush(served):
+    class Aged(InMemoryLookup):
+        blocking = False
+
+        def take_ages(self):
+            return {"customer_profile": (3, 120.0, 300.0)}
+
+    model, profile, rows = served
+    metrics = Recorded()
+    base = H.compose_recipe().serving.model_dump(mode="json")
+    args = AppArgs(model_id="churn", task="binary", feature_names=H.FEATURES,
+                   entity_keys={"customer_id": "string"}, serving=base,
+                   drift={"sample_rate": 1.0, "window_s": 600, "min_rows": 50})
+
+    async def predict_fn(slot, vectors):
+        return predict_matrix(slot, vectors, random.Random(0))
+
+    lookup = Aged(["customer_id"], H.FEATURES, rows.to_dict(orient="records"))
+    p = Predictor(args, lookup, predict_fn, metrics=metrics, seed=0)
+    p.watch.drift._stop.set()
+    p.watch.drift.flush()
+    assert metrics.gauges[("age", "customer_profile")] == (120.0, 300.0)
+
+
+def test_versions_of_different_contracts_are_binned_in_their_own_feature_order(tmp_path):
+    # Before: the app's feature list binned every version; a version of another contract with
+    # more features raised IndexError on the request path (a 500 for every request).
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (500, 3))
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(reference_profile(x, ["a", "b", "c"], rng.uniform(0, 1, 500))))
+    mon = DriftMonitor(["a", "b"], {"min_rows": 1}, Recorded(), start=False)
+    mon.load("2", str(path), ["c", "b", "a"])
+    mon.observe("2", [[0.1, 0.2, 0.3]], [0.5])
+    mon.observe("2", [[0.1, 0.2]], [0.5])  # a row of another shape is left out, never raised on
+    report = mon.flush()["2"]
+    assert report["rows"] == 1 and set(report["features"]) == {"a", "b", "c"}
+
+
+def test_a_monitoring_failure_never_reaches_the_request(served):
+    metrics = Recorded()
+    p = _predictor(served, metrics)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a defect in the drift monitor")
+
+    p.watch.drift.observe = broken
+    _, _, rows = served
+    (ans,) = asyncio.run(p.predict([Instance(entities={"customer_id": rows["customer_id"].iloc[0]})]))
+    assert ans["model_version"] == "1" and ans["degraded"] is False

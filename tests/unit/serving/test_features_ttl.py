@@ -104,3 +104,14 @@ def test_drop_expired_leaves_fresh_and_absent_values():
     got = resp.to_dict()
     assert _drop_expired(resp.proto, got, [(10, ["a"])], NOW) == 1
     assert got == {"a": [None, None, 3], "b": [4, 5, 6]}
+
+
+def test_the_age_of_each_views_served_values_is_counted_until_taken(monkeypatch):
+    monkeypatch.setattr("framework.backends.feast.online.time.time", lambda: NOW + 0.5)
+    c = client(FakeStore([2, 1, None]))  # two and one day old, and an entity without a row
+    c.get(ROWS)
+    ages = c.take_ages()
+    assert set(ages) == {"recent", "lifetime"}
+    n, mean, top = ages["recent"]
+    assert n == 2 and mean == pytest.approx(1.5 * DAY + 0.5) and top == pytest.approx(2 * DAY + 0.5)
+    assert c.take_ages() == {}  # taken: the next flush sees only what was read after
