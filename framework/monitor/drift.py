@@ -10,20 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.backends.model_registry.profile import psi
+from framework.backends.model_registry.profile import bins_of, psi
 from framework.compile.contract import Contract
-
-
-def bins_of(edges: list[float], values: Any) -> tuple[Any, Any]:
-    """``profile.bin_of`` over an array of finite values: (bin per value, outside-the-edges mask)."""
-    import numpy as np
-
-    v = np.asarray(values, dtype=np.float64)
-    last = len(edges) - 2
-    i = np.searchsorted(np.asarray(edges, dtype=np.float64), v, side="right") - 1
-    below, above = i < 0, i > last
-    outside = below | (above & (v > edges[-1]))
-    return np.clip(i, 0, last), outside
 
 
 def encode(values: Any, categories: list[str] | None) -> Any:

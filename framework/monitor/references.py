@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from framework.backends.model_registry.profile import load_profile
 from framework.compile.contract import Contract, parse
 from framework.errors import BackendError
 
@@ -30,14 +30,5 @@ def version_references(recipe: Any, workspace: Path, versions: list[str]
         except BackendError as exc:
             missing[version] = str(exc)
             continue
-        found[version] = (_profile(resolved.get("profile_path")), parse(resolved.get("contract")))
+        found[version] = (load_profile(resolved.get("profile_path")), parse(resolved.get("contract")))
     return found, missing
-
-
-def _profile(path: str | None) -> dict[str, Any] | None:
-    if not path:
-        return None
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -8,8 +8,6 @@ request; PSI and agreement compare scores, so they read every instance of every 
 from __future__ import annotations
 
 import functools
-import json
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Literal, Sequence
 
@@ -304,27 +302,22 @@ def training_psi(scores: Sequence[float], profile_path: str) -> tuple[float, flo
     """PSI of ``scores`` in the bins of the profile's ``prediction`` histogram, and the PSI two
     samples of those sizes from one distribution show on average (see ``psi_noise``); None without
     a profile or scores."""
-    from framework.backends.model_registry.profile import bin_of, psi as profile_psi
+    from framework.backends.model_registry.profile import bins_of, psi as profile_psi
 
     hist = _profile(profile_path).get("prediction") or {}
     edges, counts = hist.get("edges") or [], hist.get("counts") or []
-    if len(edges) < 2 or not scores or not sum(counts):
+    finite = np.asarray(scores, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]  # as the replicas: no bin for NaN
+    if len(edges) < 2 or not finite.size or not sum(counts):
         return None
-    scores = [s for s in scores if math.isfinite(s)]  # as the replicas: no bin for NaN
-    if not scores:
-        return None
-    observed = [0] * (len(edges) - 1)
-    for s in scores:
-        observed[bin_of(edges, s)[0]] += 1
+    observed = np.bincount(bins_of(edges, finite)[0], minlength=len(edges) - 1).tolist()
     bins = max(1, sum(1 for r, o in zip(counts, observed) if r or o))
-    noise = (bins - 1) * (1 / sum(counts) + 1 / len(scores))
+    noise = (bins - 1) * (1 / sum(counts) + 1 / finite.size)
     return profile_psi(counts, observed), noise
 
 
 @functools.lru_cache(maxsize=8)
 def _profile(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):  # unreadable: the gate judges nothing
-        return {}
+    from framework.backends.model_registry.profile import load_profile
+
+    return load_profile(path) or {}  # unreadable: the gate judges nothing

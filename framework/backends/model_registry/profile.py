@@ -103,3 +103,27 @@ def psi(reference: list[int] | list[float], observed: list[int] | list[float]) -
         rs, os_ = max(r / r_total, PSI_EPS), max(o / o_total, PSI_EPS)
         total += (os_ - rs) * math.log(os_ / rs)
     return total
+
+
+def bins_of(edges: list[float], values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``bin_of`` over an array of finite values: (bin per value, outside-the-edges mask)."""
+    v = np.asarray(values, dtype=np.float64)
+    last = len(edges) - 2
+    i = np.searchsorted(np.asarray(edges, dtype=np.float64), v, side="right") - 1
+    below, above = i < 0, i > last
+    outside = below | (above & (v > edges[-1]))
+    return np.clip(i, 0, last), outside
+
+
+def load_profile(path: str | None) -> dict[str, Any] | None:
+    """A reference profile file (``reference_profile.json`` beside a booster); None when there is
+    no path or the file cannot be read as JSON."""
+    import json
+
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -12,7 +12,8 @@ import pytest
 from framework.backends.model_registry.profile import bin_of, psi, reference_profile
 from framework.compile.contract import Contract, ContractFeature
 from framework.errors import DataError
-from framework.monitor.drift import bins_of, drift_report, encode
+from framework.backends.model_registry.profile import bins_of
+from framework.monitor.drift import drift_report, encode
 from framework.monitor.logread import parse_window, read_window
 from framework.monitor.render import render_monitor
 from framework.serving.predlog import PredictionLogWriter
