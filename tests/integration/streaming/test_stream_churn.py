@@ -160,7 +160,10 @@ def test_events_are_scored_once_each_through_a_consumer_crash(ray_session, proje
         total = sum(c["ok"] + c["degraded"] for c in st["consumers"])
         assert total <= EVENTS  # the killed consumer's counts restarted from zero
 
-        # The consumers' series sit beside the serving ones on Ray's metrics endpoint.
+        # The consumers' series sit beside the serving ones on Ray's metrics endpoint. A series
+        # of the killed process went with it, so one more bad event is answered by a live one.
+        client.xadd(names["source"], {"event_id": "b5", "customer_id": "C000001", "colour": "blue"})
+        _wait(lambda: client.xlen(names["dead"]) >= len(bad) + 1, 30, "the last dead letter")
         port = ray._private.worker.global_worker.node.metrics_export_port
         wanted = ('ray_loom_stream_events_total{', 'outcome="ok"', 'outcome="dead_letter"',
                   "ray_loom_stream_event_latency_ms_bucket", "ray_loom_stream_lag")
