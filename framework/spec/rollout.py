@@ -14,10 +14,15 @@ class Analysis(Spec):
         default=0.01, ge=0, le=1, description="Highest share of failed candidate requests (0..1)."
     )
     max_p99_latency_ms: float = Field(
-        default=250.0, gt=0, description="Highest candidate p99 latency, in milliseconds."
+        default=250.0, gt=0,
+        description="Highest candidate p99 latency, in milliseconds. The p99 is by nearest rank "
+        "over the window's requests, and never one request alone: below 100 requests it is the "
+        "second slowest, so a single straggler does not fail a window.",
     )
     max_latency_ratio: float = Field(
-        default=1.5, gt=0, description="Highest candidate p99 / stable p99."
+        default=1.5, gt=0,
+        description="Highest candidate p99 / stable p99 (each as in max_p99_latency_ms; p99s "
+        "under 2 ms count as 2 ms, so sub-millisecond noise makes no ratio).",
     )
     max_prediction_psi: float = Field(
         default=0.2, ge=0, description="Highest PSI between candidate and stable score distributions."

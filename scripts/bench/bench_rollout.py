@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,19 +160,19 @@ def customer_ids(data_dir: Path) -> list[str]:
 
 
 def deploy_demo_app(data_dir: Path, tmp: Path, port: int, replicas: int = 1,
-                    surge_replicas: int = 1) -> dict[str, Any]:
+                    surge_replicas: int = 1, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Serve's churn app on 127.0.0.1:``port`` with version 1 stable and version 2 loaded at 0%.
 
     As ``serving.deploy`` leaves an app whose candidate waits for its rollout: with
     ``surge_replicas`` extra replicas. Cache off, so every request reaches a model and records a
-    sample. Ray must be initialised.
+    sample. ``overrides``: more Hydra overrides of the churn recipe. Ray must be initialised.
     """
     from framework.backends.ray_serve import config as cfg
     from framework.backends.ray_serve import runtime, traffic
 
     recipe = compose_recipe(["++serving.num_cpus_per_replica=0.25", "serving.cache.enabled=false",
                              f"serving.replicas={replicas}",
-                             f"serving.surge_replicas={surge_replicas}"])
+                             f"serving.surge_replicas={surge_replicas}", *overrides])
     runtime.ensure_serve("127.0.0.1", port)
     host, real_port = runtime.http_address()
     models = {"1": train_booster(data_dir, tmp / "m1.ubj", rounds=5, depth=3, seed=1),

@@ -97,3 +97,30 @@ def test_split_roles_ignores_other_versions():
     mixed = samples(5) + samples(5, version="9") + samples(5, role="stable", version="3")
     cand, stable = split_roles(mixed, "4", "3", "candidate")
     assert len(cand) == 5 and len(stable) == 5
+
+
+def _timed(latencies, role="candidate", version="4"):
+    return [{"ts": float(i), "version": version, "role": role, "ok": True, "latency_ms": ms,
+             "score": 0.3, "request_id": i} for i, ms in enumerate(latencies)]
+
+
+def test_one_straggler_does_not_make_a_tail_but_two_do():
+    # A canary judged on 4 requests failed at a latency ratio of 24 for one 48 ms answer (CI).
+    limits = Analysis(min_requests=4, max_latency_ratio=10, max_prediction_psi=100)
+    stable = _timed([1.5, 1.8, 1.6, 1.7, 1.9, 1.4, 1.6, 1.5, 1.8, 1.7, 1.6, 1.5], "stable", "3")
+    one = judge(_timed([1.6, 47.9, 1.7, 1.5]), stable, limits=limits)
+    assert one.verdict == "pass" and one.p99_ms == 1.7, one.reason
+    two = judge(_timed([1.6, 47.9, 1.7, 45.0]), stable, limits=limits)
+    assert two.verdict == "fail" and two.p99_ms == 45.0
+    assert "p99 latency ratio to stable 22.50 > 10.00" in two.reason
+
+
+@pytest.mark.parametrize("n, expected", [(1, 1.0), (2, 1.0), (4, 3.0), (99, 98.0), (100, 99.0),
+                                         (200, 198.0), (1000, 990.0)])
+def test_p99_is_nearest_rank_with_at_least_two_requests_at_or_above_it(n, expected):
+    from framework.rollout.analysis import p99
+
+    values = [float(v) for v in range(1, n + 1)]
+    random.Random(n).shuffle(values)
+    assert p99(values) == expected
+    assert p99([]) is None
