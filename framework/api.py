@@ -324,17 +324,24 @@ def stream(action: str, args: list[str], templates: tuple[str, ...] = (),
 def monitor(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
             window: str | None = "1h") -> dict[str, Any]:
     """``loom monitor``: drift and data quality of the prediction log over ``window`` (``1h``,
-    ``7d``, ``all``), per version against its training reference profile.
+    ``7d``, ``all``), per version against its training reference profile. A version whose flags
+    changed since the last run gets a ``drift`` line in the model's rollout audit log.
 
     Raises:
         DataError: a malformed window.
     """
+    from framework.monitor.audit import record_drift
     from framework.monitor.logread import parse_window
     from framework.monitor.report import monitor_report
 
     loaded = validate(args, templates, project_dir)
     ctx = context(loaded.recipe, loaded.project_dir)
-    return monitor_report(loaded.recipe, ctx.workspace, parse_window(window))
+    recipe = loaded.recipe
+    report = monitor_report(recipe, ctx.workspace, parse_window(window))
+    # Outside a rollout monitoring.on_drift has nothing to act on: a change of findings is recorded.
+    report["recorded"] = record_drift(ctx.workspace, recipe.app_name, report,
+                                      recipe.monitoring.on_drift)
+    return report
 
 
 def monitor_evaluate(args: list[str], labels: Path, templates: tuple[str, ...] = (),

@@ -6,7 +6,6 @@ arguments, loads the recipe, and calls one backend function (heavy SDKs load ins
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -180,7 +179,6 @@ def rollout_command(name: str, args: list[str], reason: str | None = None, templ
     ctx = _ctx(args, templates, project_dir)
     recipe, ws = ctx.recipe, ctx.workspace
     actor.connect(recipe, ws)
-    ports = functools.partial(engines.real_ports, recipe.app_name,
-                              engines.RegistryPromoter.for_recipe(recipe, ws))
+    ports = engines.ports_for(recipe, ws)
     kwargs = {"reason": reason} if reason else {}
     return format_status(getattr(actor, name)(ws, recipe.app_name, ports, **kwargs))

@@ -22,6 +22,12 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("LOOM_API_KEY", "test-key-0123456789")
+# Ray hands the replicas' metrics to its agent every 5 s in these tests (its default is every
+# 10 s), so tests that read them through Prometheus wait less. Ray's processes take it from the
+# environment they start with. Not lower: Ray keeps a gauge for two report intervals after it was
+# last set, and the replicas set their PSI gauges every 5 s (``serving.drift.FLUSH_S``); at 1 s the
+# gauges blink out between sets and an alert's ``for`` restarts each time (measured).
+os.environ.setdefault("RAY_metrics_report_interval_ms", "5000")
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +70,24 @@ def ray_session():
         pass
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prometheus(ray_session, tmp_path_factory: pytest.TempPathFactory):
+    """A Prometheus (Debian's package) scraping the session Ray's metrics endpoint every second;
+    yields its base URL."""
+    import debian
+    import prom_servers
+
+    binary = debian.binary("prometheus", "prometheus")
+    metrics_port = ray_session._private.worker.global_worker.node.metrics_export_port
+    port = _free_port()
+    proc = prom_servers.start_prometheus(binary, tmp_path_factory.mktemp("prometheus"),
+                                         [f"127.0.0.1:{metrics_port}"], port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        prom_servers.stop(proc)
 
 
 @pytest.fixture(scope="session")

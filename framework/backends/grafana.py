@@ -80,6 +80,11 @@ def dashboard(recipe: Any) -> dict[str, Any]:
            for x in (0.5, 0.95, 0.99)], "ms", m.slo.max_p99_latency_ms)
     p.add("Traffic share per version", "Each version's share of the answered requests: the rollout's "
           "weights as served.", [(q.share(), "v{{version}}")], "percentunit")
+    p.add("Answers by slot", "Requests each version slot answered per second, by role (stable, "
+          "candidate, shadow) and outcome (error: the version failed and a fallback answered): "
+          "what a rollout's analysis reads with monitoring.prometheus_url.",
+          [(f"sum by (version, role, outcome) (rate({q.sel('ray_loom_slot_requests_total')}"
+            f"[{RATE}]))", "v{{version}} {{role}} {{outcome}}")], "reqps")
     p.add("Cache hits", "Answers served from the cache, per second, and as a share of requests.",
           [(f"sum(rate({q.sel('ray_loom_cache_hits_total', version=False)}[{RATE}]))", "hits/s"),
            (f"sum(rate({q.sel('ray_loom_cache_hits_total', version=False)}[{RATE}])) / "

@@ -136,9 +136,9 @@ def _serving_steps(b: _Builder, r: Recipe, register: str, materialize: str) -> N
         prev = b.add(address, "rollout.step", inputs, [prev], **attrs)
     if r.monitoring.enabled:
         # Rules depend on the model id and the monitoring section only: a new model version or a
-        # serving change does not re-render them.
-        b.add("monitoring.rules", "monitoring.rules",
-              [r.model_id, _section(r.monitoring), RULES_RENDERING], [],
+        # serving change does not re-render them, nor does where rollouts read analyses from.
+        rules = {k: v for k, v in _section(r.monitoring).items() if k != "prometheus_url"}
+        b.add("monitoring.rules", "monitoring.rules", [r.model_id, rules, RULES_RENDERING], [],
               alerts=r.monitoring.alert_names())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -193,6 +194,10 @@ def _message(err: dict[str, Any]) -> str:
     return msg[0].upper() + msg[1:] + ("" if msg.endswith(".") else ".")
 
 
+#: The user:password part of a URL, masked wherever a value is shown back.
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
+
+
 def problems_from(exc: ValidationError, origin: Callable[[str], str | None],
                   secret_paths: Callable[[str], bool]) -> list[Problem]:
     """One Problem per pydantic error; secret values are masked, never printed."""
@@ -209,6 +214,8 @@ def problems_from(exc: ValidationError, origin: Callable[[str], str | None],
             value = SECRET_MASK
         elif isinstance(value, (dict, list)):
             has_value = False
+        elif isinstance(value, str):
+            value = _URL_CREDENTIALS.sub("://***@", value)  # a URL refused for them: not shown
         problems.append(Problem(path=path, file=origin(path), value=value, has_value=has_value,
                                 message=_message(err), hint=_hint(err, loc)))
     return problems

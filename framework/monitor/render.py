@@ -62,8 +62,29 @@ def render_monitor(report: dict[str, Any]) -> str:
                      "model version (not compared).")
     lines.append("")
     lines.append("Drift flagged." if report["flagged"] else "Nothing flagged.")
-    lines.append(report["freshness"])
+    for rec in report.get("recorded") or []:
+        lines.append(f"Recorded in the rollout audit log: {rec['reason']}.")
+    lines += _freshness(report)
     return "\n".join(lines)
+
+
+def _freshness(report: dict[str, Any]) -> list[str]:
+    """Per feature view, the age of the online values served, from Prometheus; else the note."""
+    fresh = report.get("freshness_views")
+    if not fresh:
+        return [report["freshness"]]
+    if "error" in fresh:
+        return [f"Freshness: {fresh['error']}"]
+    if not fresh["views"]:
+        return [f"Freshness: Prometheus at {fresh['source']} holds no ray_loom_feature_age_seconds "
+                "of this model in the window (only Feast lookups with monitoring.drift on export it)."]
+    limit = fresh.get("max_age_s")
+    head = f"Freshness (Prometheus at {fresh['source']}" + (
+        f"; flagged: mean age > {limit:g} s, monitoring.drift.max_feature_age_s):" if limit
+        else "; no monitoring.drift.max_feature_age_s to flag against):")
+    rows = [[v["view"], _num(v["mean_age_s"], 1), _num(v["max_age_s"], 1),
+             "stale" if v["flagged"] else ""] for v in fresh["views"]]
+    return [head, *_table(["view", "mean age s", "max age s", "flags"], rows)]
 
 
 _BINARY = ("rows", "auc", "logloss", "accuracy", "positive_rate", "label_rate")

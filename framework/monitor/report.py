@@ -11,7 +11,8 @@ from framework.monitor.logread import LogWindow, no_log_message, read_window
 #: What the log cannot say about freshness, said instead of a number it does not have.
 FRESHNESS_NOTE = ("Freshness is not in the prediction log: it records the values served, not their "
                   "age in the online store. The replicas export it live as "
-                  "ray_loom_feature_age_seconds (monitoring.drift.max_feature_age_s alerts on it).")
+                  "ray_loom_feature_age_seconds (monitoring.drift.max_feature_age_s alerts on it); "
+                  "with monitoring.prometheus_url set, `loom monitor recipe=NAME` reads it back from Prometheus.")
 
 
 def log_window(recipe: Any, workspace: Path, window_s: float | None, now: float | None = None) -> LogWindow:
@@ -42,6 +43,12 @@ def monitor_report(recipe: Any, workspace: Path, window_s: float | None,
     window = log_window(recipe, Path(workspace), window_s, now)
     out: dict[str, Any] = {"model_id": recipe.model_id, "log": window.about(),
                            "freshness": FRESHNESS_NOTE}
+    m = recipe.monitoring
+    if m.prometheus_url:  # the live age gauge, read back over the same window
+        from framework.monitor.freshness import freshness_views
+
+        out["freshness_views"] = freshness_views(m.prometheus_url, recipe.model_id, window_s,
+                                                 m.drift.max_feature_age_s)
     if window.rows == 0:
         out.update(message=no_log_message(window.directory, recipe.model_id, window_s), versions=[],
                    flagged=False)

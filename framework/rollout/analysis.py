@@ -52,6 +52,7 @@ class AnalysisResult:
     candidate_instances: int = 0  # instances in the candidate's requests (a batch holds many)
     intervals: int = 1  # more than 1: the quiet intervals before this one were accumulated
     training_psi: float | None = None  # the candidate's scores against its training profile
+    source: str = "samples"  # what the numbers were read from: "samples" or "prometheus"
 
     @property
     def accumulation(self) -> dict[str, Any] | None:
@@ -93,8 +94,17 @@ def psi(reference: Sequence[float], actual: Sequence[float]) -> float | None:
     if not len(ref) or not len(act):
         return None
     edges = _bin_edges(ref, act)
-    ref_share = np.histogram(ref, edges)[0] / len(ref) + PSI_EPSILON
-    act_share = np.histogram(act, edges)[0] / len(act) + PSI_EPSILON
+    return psi_of_counts(np.histogram(ref, edges)[0], np.histogram(act, edges)[0])
+
+
+def psi_of_counts(reference: Sequence[float], actual: Sequence[float]) -> float | None:
+    """PSI of ``actual`` bin counts against ``reference`` counts in the same bins (None if either
+    is empty): what both analysis paths compute, from samples or from Prometheus' counters."""
+    ref, act = np.asarray(reference, dtype=float), np.asarray(actual, dtype=float)
+    if not ref.sum() or not act.sum():
+        return None
+    ref_share = ref / ref.sum() + PSI_EPSILON
+    act_share = act / act.sum() + PSI_EPSILON
     return float(np.sum((act_share - ref_share) * np.log(act_share / ref_share)))
 
 
@@ -108,9 +118,16 @@ def psi_noise(reference: Sequence[float], actual: Sequence[float]) -> float:
     if not len(reference) or not len(actual):
         return 0.0
     edges = _bin_edges(np.asarray(reference, float), np.asarray(actual, float))
-    both = np.histogram(np.concatenate([reference, actual]), edges)[0]
-    bins = max(1, int(np.count_nonzero(both)))
-    return (bins - 1) * (1 / len(reference) + 1 / len(actual))
+    return psi_noise_of_counts(np.histogram(reference, edges)[0], np.histogram(actual, edges)[0])
+
+
+def psi_noise_of_counts(reference: Sequence[float], actual: Sequence[float]) -> float:
+    """``psi_noise`` from two count vectors in the same bins."""
+    ref, act = np.asarray(reference, dtype=float), np.asarray(actual, dtype=float)
+    if not ref.sum() or not act.sum():
+        return 0.0
+    bins = max(1, int(np.count_nonzero(ref + act)))
+    return float((bins - 1) * (1 / ref.sum() + 1 / act.sum()))
 
 
 def _bin_edges(ref: np.ndarray, act: np.ndarray) -> np.ndarray:
@@ -166,9 +183,20 @@ def analyse(
         any threshold is broken (the reason lists each), else "pass".
     """
     ref, source = _reference(stable, baseline, limits.min_requests)
-    nums = _numbers(candidate, stable, ref)
+    return judge_numbers(_numbers(candidate, stable, ref), len(candidate), len(stable), source,
+                         limits, window=window, candidate_version=candidate_version, role=role,
+                         intervals=intervals)
+
+
+def judge_numbers(
+    nums: dict[str, Any], n: int, n_stable: int, source: str, limits: Analysis, *,
+    window: tuple[float, float], candidate_version: str, role: str, intervals: int,
+    source_name: str = "samples",
+) -> AnalysisResult:
+    """The verdict on one window's numbers, however they were measured (replica samples or
+    Prometheus): ``n`` candidate and ``n_stable`` stable requests, ``source`` where the stable
+    reference came from ("window", "earlier window" or "none")."""
     failed = _broken_limits(nums, limits)
-    n = len(candidate)
     if n < limits.min_requests:
         verdict: Verdict = "inconclusive"
         reason = f"only {n} of {limits.min_requests} {role} requests needed to judge"
@@ -182,7 +210,7 @@ def analyse(
     return AnalysisResult(
         verdict=verdict, reason=reason, window_start=window[0], window_end=window[1],
         candidate_version=candidate_version, candidate_role=role, n_candidate=n,
-        n_stable=len(stable), baseline=source, intervals=intervals, **nums,
+        n_stable=n_stable, baseline=source, intervals=intervals, source=source_name, **nums,
     )
 
 
@@ -291,8 +319,14 @@ def drift_gate(result: AnalysisResult, candidate: list[dict[str, Any]], profile_
     """
     if drift is None or result.verdict == "inconclusive" or not profile_path:
         return result
-    got = training_psi(_scores(candidate), profile_path)
-    if got is None:
+    return gate_on_training_psi(result, training_psi(_scores(candidate), profile_path), drift)
+
+
+def gate_on_training_psi(result: AnalysisResult, got: tuple[float, float] | None,
+                         drift: dict[str, Any] | None) -> AnalysisResult:
+    """``drift_gate`` on a measured (PSI, its sampling noise) of the candidate's scores against
+    its training profile; None (no profile, no scores) keeps the window's verdict."""
+    if drift is None or result.verdict == "inconclusive" or got is None:
         return result
     value, noise = got
     result = replace(result, training_psi=value)
@@ -314,17 +348,28 @@ def training_psi(scores: Sequence[float], profile_path: str) -> tuple[float, flo
     """PSI of ``scores`` in the bins of the profile's ``prediction`` histogram, and the PSI two
     samples of those sizes from one distribution show on average (see ``psi_noise``); None without
     a profile or scores."""
-    from framework.backends.model_registry.profile import bins_of, psi as profile_psi
+    from framework.backends.model_registry.profile import bins_of
 
-    hist = _profile(profile_path).get("prediction") or {}
-    edges, counts = hist.get("edges") or [], hist.get("counts") or []
+    edges = (_profile(profile_path).get("prediction") or {}).get("edges") or []
     finite = np.asarray(scores, dtype=np.float64)
     finite = finite[np.isfinite(finite)]  # as the replicas: no bin for NaN
-    if len(edges) < 2 or not finite.size or not sum(counts):
+    if len(edges) < 2 or not finite.size:
         return None
-    observed = np.bincount(bins_of(edges, finite)[0], minlength=len(edges) - 1).tolist()
+    return training_psi_of_counts(
+        np.bincount(bins_of(edges, finite)[0], minlength=len(edges) - 1).tolist(), profile_path)
+
+
+def training_psi_of_counts(observed: Sequence[int], profile_path: str) -> tuple[float, float] | None:
+    """``training_psi`` from scores already counted in the profile's ``prediction`` bins (as the
+    replicas count them in ``ray_loom_score_bin_total``)."""
+    from framework.backends.model_registry.profile import psi as profile_psi
+
+    counts = (_profile(profile_path).get("prediction") or {}).get("counts") or []
+    observed = list(observed)[:len(counts)] + [0] * max(0, len(counts) - len(observed))
+    if not sum(counts) or not sum(observed):
+        return None
     bins = max(1, sum(1 for r, o in zip(counts, observed) if r or o))
-    noise = (bins - 1) * (1 / sum(counts) + 1 / finite.size)
+    noise = (bins - 1) * (1 / sum(counts) + 1 / sum(observed))
     return profile_psi(counts, observed), noise
 
 

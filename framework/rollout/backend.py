@@ -8,7 +8,6 @@ Which steps belong to which rollout is kept in the recipe's ``rollout_steps`` in
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -148,10 +147,9 @@ class RolloutBackend:
     def _ports(self, ctx: RunContext) -> Any:
         if self.ports is not None:
             return self.ports
-        from framework.rollout.engines import RegistryPromoter, real_ports
+        from framework.rollout.engines import ports_for
 
-        promoter = RegistryPromoter.for_recipe(ctx.recipe, ctx.workspace)
-        return functools.partial(real_ports, ctx.recipe.app_name, promoter)
+        return ports_for(ctx.recipe, ctx.workspace)
 
 
 def _live_versions(model_id: str) -> dict[str, Any]:

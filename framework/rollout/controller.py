@@ -7,8 +7,9 @@ import uuid
 from typing import Any, Callable
 
 from framework.errors import BackendError, StateError
-from framework.rollout.analysis import AnalysisResult, analyse, drift_gate, split_roles
+from framework.rollout.analysis import AnalysisResult
 from framework.rollout.desired import DesiredTraffic, Superseded
+from framework.rollout.evidence import evidence_of
 from framework.rollout.guard import live_slots, retire_running
 from framework.rollout.health import HEARTBEAT_S
 from framework.rollout.phases import Phase, RolloutSpec
@@ -47,9 +48,10 @@ class RolloutController(DesiredTraffic):
     ) -> None:
         self.store, self.state = store, state
         self.setter, self.source, self.promoter, self.clock = setter, source, promoter, clock
-        self.sample_lag_s = sample_lag_s
+        # A source that counts (Prometheus) says how late its windows are complete.
+        self.sample_lag_s = max(sample_lag_s, float(getattr(source, "lag_s", 0.0)))
         self.spec = RolloutSpec.from_dict(state.spec)
-        self._baseline: list[dict[str, Any]] = []
+        self._baseline: Any = None  # the stable reference for windows without stable traffic
         self._errors = 0
         self._peeked = -1.0  # the window end already judged early
         self._next_probe = -1.0  # when to count the accumulated samples again
@@ -219,12 +221,11 @@ class RolloutController(DesiredTraffic):
         if cut <= st.window_start:
             return st
         since = self._judged_from()
-        samples = self.source.window(since, cut)
-        cand, _ = split_roles(samples, st.candidate_version, st.stable_version, self.phase.role)
-        if len(cand) < self.spec.analysis.min_requests:
+        evidence = self._evidence(since, cut)
+        if evidence.candidate_requests < self.spec.analysis.min_requests:
             return st
         self._check_live_candidate()
-        return self._decide(self._judge(since, cut, samples=samples), cut)
+        return self._decide(self._judge(since, cut, evidence=evidence), cut)
 
     def _decide(self, result: AnalysisResult, end: float) -> RolloutState:
         """Act on the judgement of the window ending at ``end``; the next one starts there."""
@@ -366,21 +367,25 @@ class RolloutController(DesiredTraffic):
         acc = self.state.accumulation
         return float(acc["since"]) if acc else self.state.window_start
 
-    def _judge(self, start: float, end: float, record: bool = True,
-               samples: list[dict[str, Any]] | None = None) -> AnalysisResult:
+    def _evidence(self, start: float, end: float) -> Any:
         st = self.state
-        if samples is None:
-            samples = self.source.window(start, end)
-        cand, stable = split_roles(samples, st.candidate_version, st.stable_version,
-                                   self.phase.role)
+        return evidence_of(self.source, start, end, st.candidate_version, st.stable_version,
+                           self.phase.role)
+
+    def _judge(self, start: float, end: float, record: bool = True,
+               evidence: Any = None) -> AnalysisResult:
+        st = self.state
+        if evidence is None:
+            evidence = self._evidence(start, end)
         intervals = 1 + (int(st.accumulation["intervals"]) if st.accumulation else 0)
-        result = drift_gate(analyse(cand, stable, self.spec.analysis, window=(start, end),
-                                    candidate_version=st.candidate_version, role=self.phase.role,
-                                    baseline=self._baseline, intervals=intervals),
-                            cand, st.candidate.get("profile_path"), self.spec.drift)
+        result = evidence.gate(
+            evidence.analyse(self.spec.analysis, window=(start, end), baseline=self._baseline,
+                             intervals=intervals),
+            st.candidate.get("profile_path"), self.spec.drift)
         if record:
-            if len(stable) >= self.spec.analysis.min_requests:
-                self._baseline = stable  # the reference for windows without stable traffic (100%)
+            reference = evidence.reference(self.spec.analysis.min_requests)
+            if reference is not None:  # for windows without stable traffic (at 100%)
+                self._baseline = reference
             self._record(result)
         return result
 

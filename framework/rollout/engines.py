@@ -115,9 +115,33 @@ class RegistryPromoter:
             )) from exc
 
 
-def real_ports(model_id: str, promoter: Any) -> dict[str, Any]:
-    """setter, source, promoter and clock for a controller that drives the real engines."""
+def real_ports(model_id: str, promoter: Any,
+               prometheus: dict[str, Any] | None = None) -> dict[str, Any]:
+    """setter, source, promoter and clock for a controller that drives the real engines.
+
+    ``prometheus``: ``{"url", "scrape_interval_s"}`` to read the analysis from Prometheus
+    (``monitoring.prometheus_url``) instead of the replicas' samples.
+    """
     from framework.rollout.ports import SystemClock
 
-    return {"setter": ServeTraffic(model_id), "source": StatsSource(model_id),
-            "promoter": promoter, "clock": SystemClock()}
+    if prometheus:
+        from framework.rollout.prometheus import PrometheusSource
+
+        source: Any = PrometheusSource(prometheus["url"], model_id,
+                                       float(prometheus["scrape_interval_s"]))
+    else:
+        source = StatsSource(model_id)
+    return {"setter": ServeTraffic(model_id), "source": source, "promoter": promoter,
+            "clock": SystemClock()}
+
+
+def ports_for(recipe: "Recipe", workspace: Path | str) -> Any:
+    """The picklable ports factory of a recipe's rollouts (``functools.partial(real_ports, ...)``)."""
+    import functools
+
+    monitoring = recipe.monitoring
+    prometheus = ({"url": monitoring.prometheus_url,
+                   "scrape_interval_s": monitoring.scrape_interval_s}
+                  if monitoring.prometheus_url else None)
+    return functools.partial(real_ports, recipe.app_name,
+                             RegistryPromoter.for_recipe(recipe, workspace), prometheus)

@@ -181,3 +181,39 @@ class FilePromoter:
         with open(tmp, "w") as fh:
             json.dump(data, fh)
         os.replace(tmp, self.path)
+
+
+def tally(samples: list[dict[str, Any]], version: str, role: str) -> Any:
+    """What Prometheus would count of ``samples`` for one version and role: requests, errors, the
+    replicas' latency buckets (``LATENCY_BOUNDARIES_MS``) and the shared score bins."""
+    from framework.rollout.evidence import Tally
+    from framework.serving.metrics import LATENCY_BOUNDARIES_MS
+    from framework.serving.score_bins import PROBABILITY_EDGES, count_bins
+    from framework.serving.stats import sample_scores
+
+    mine = [s for s in samples if s["role"] == role and str(s["version"]) == version]
+    bounds = [*LATENCY_BOUNDARIES_MS, math.inf]
+    latency = [float(s["latency_ms"]) for s in mine]
+    bins = count_bins(PROBABILITY_EDGES, [v for s in mine if s.get("ok", True)
+                                          for v in sample_scores(s)])
+    return Tally(requests=len(mine), errors=sum(1 for s in mine if not s.get("ok", True)),
+                 latency_buckets=tuple((b, sum(1 for v in latency if v <= b)) for b in bounds),
+                 score_bins=tuple(bins.get(i, 0) for i in range(len(PROBABILITY_EDGES) - 1)))
+
+
+class CountingSource:
+    """The fake of ``PrometheusSource``: an EvidenceSource that keeps only what Prometheus keeps
+    (counts per version and role, latency buckets, score bins) of a SampleSource's samples, and
+    whose windows are complete ``lag_s`` after they end."""
+
+    def __init__(self, samples: Any, lag_s: float = 0.0) -> None:
+        self.samples, self.lag_s = samples, lag_s
+
+    def evidence(self, start: float, end: float, candidate_version: str, stable_version: str,
+                 role: str) -> Any:
+        from framework.rollout.evidence import TallyEvidence
+
+        window = self.samples.window(start, end)
+        return TallyEvidence(tally(window, candidate_version, role),
+                             tally(window, stable_version, "stable"), candidate_version, role,
+                             source="counts")

@@ -42,6 +42,19 @@ class SampleSource(Protocol):
         ...
 
 
+class EvidenceSource(Protocol):
+    """A source that counts requests instead of keeping them (Prometheus), in place of a
+    ``SampleSource``: it gives each window's evidence whole (``framework/rollout/evidence.py``)."""
+
+    #: Seconds after a window ends until its counts are complete.
+    lag_s: float
+
+    def evidence(self, start: float, end: float, candidate_version: str, stable_version: str,
+                 role: str) -> Any:
+        """The window's ``TallyEvidence``."""
+        ...
+
+
 class Promoter(Protocol):
     """The model registry side of a rollout: move the champion alias, tag a rolled-back version."""
 

@@ -37,7 +37,7 @@ def status(workspace: Path | str, model_id: str, last: int = 3,
     store = StateStore(workspace, model_id)
     st = store.load()
     if st is None:
-        return {"model_id": model_id, "status": "none", "timeline": []}
+        return {"model_id": model_id, "status": "none", "timeline": [], "drift": _drift(store)}
     spec = RolloutSpec.from_dict(st.spec)
     cfg = st.user_config or {}
     index = min(st.phase_index, len(spec.phases) - 1)
@@ -57,7 +57,17 @@ def status(workspace: Path | str, model_id: str, last: int = 3,
         "last_analyses": st.analyses[-last:],
         "timeline": [_line(r) for r in store.read_audit(st.rollout_id)
                      if r.get("event") in TIMELINE_EVENTS],
+        "drift": _drift(store),
     }
+
+
+def _drift(store: StateStore) -> list[dict[str, Any]]:
+    """The last ``drift`` record of each version `loom monitor` found drifting, if it still is."""
+    last: dict[str, dict[str, Any]] = {}
+    for rec in store.read_audit():
+        if rec.get("event") == "drift":
+            last[str(rec.get("version"))] = rec
+    return [rec for rec in last.values() if rec.get("flags")]
 
 
 def _accumulation(acc: dict[str, Any] | None, spec: RolloutSpec,
@@ -87,8 +97,10 @@ def _line(rec: dict[str, Any]) -> dict[str, Any]:
 
 def format_status(s: dict[str, Any]) -> str:
     """Human text for ``loom rollout status`` (the CLI prints it)."""
+    drift = [f"  drift     {time.strftime('%Y-%m-%d %H:%M', time.gmtime(r['ts']))} UTC "
+             f"{r['reason']}" for r in s.get("drift") or []]
     if s["status"] == "none":
-        return f"{s['model_id']}: no rollout yet."
+        return "\n".join([f"{s['model_id']}: no rollout yet.", *drift])
     w, p = s["weights"], s["phase"]
     lines = [
         f"{s['model_id']}: {s['strategy']} rollout of version {s['candidate_version']} "
@@ -105,6 +117,7 @@ def format_status(s: dict[str, Any]) -> str:
             f"  analysis  {acc['n_candidate']} of {acc['min_requests']} {acc['role']} requests so "
             f"far ({acc['intervals']} interval{'' if acc['intervals'] == 1 else 's'}); "
             f"{acc['needed']} more needed")
+    lines += drift
     trouble = health.describe(s.get("controller") or {})
     if trouble:
         lines.append(f"  controller {trouble}")

@@ -10,6 +10,16 @@ Names as scraped from Ray's metrics port:
 - ``ray_loom_circuit_state{model,dependency}``         0 closed, 1 half-open, 2 open
 - ``ray_loom_unseen_categories_total{model,feature}``  categories a version never saw in training
 
+What each version slot answered, by role (``stable``, ``candidate``, ``shadow``), one count per
+request as the rollout's samples count them (``framework/serving/stats.py``); a rollout's analysis
+reads these from Prometheus when ``monitoring.prometheus_url`` is set:
+
+- ``ray_loom_slot_requests_total{model,version,role,outcome}``  outcome ok, or error: the version
+  failed or timed out (the fallback chain answered instead)
+- ``ray_loom_slot_latency_ms_bucket{model,version,role}``       the request's latency up to its answer
+- ``ray_loom_slot_score_bin_total{model,version,role,bin}``     answered scores in bins every version
+  shares: ten of 0.1 for probabilities, the stable version's training profile bins for regression
+
 Model and data monitoring (``framework.serving.drift``, in the bins of each version's training profile):
 
 - ``ray_loom_monitored_rows_total{model,version}``               rows binned (the denominator)
@@ -50,6 +60,11 @@ class NullMetrics:
 
     def unseen_category(self, feature: str) -> None:
         """Count one category the answering version never saw in training (read as missing)."""
+
+    def slot_answer(self, version: str, role: str, ok: bool, latency_ms: float,
+                    score_bins: dict[int, int] | None = None) -> None:
+        """Count one request a version slot answered (or failed) in ``role``, with its latency
+        and its answers' scores counted per shared bin."""
 
     def monitored_rows(self, version: str, n: int) -> None:
         """Count rows binned for drift."""
@@ -103,6 +118,17 @@ class ServeMetrics(NullMetrics):
             "loom_unseen_categories", description="Categories the answering version never saw in "
             "training; read as missing.", tag_keys=("model", "feature"))
 
+        self._slot_requests = metrics.Counter(
+            "loom_slot_requests", description="Requests a version slot answered, by role and "
+            "outcome (error: it failed and a fallback answered).",
+            tag_keys=("model", "version", "role", "outcome"))
+        self._slot_latency = metrics.Histogram(
+            "loom_slot_latency_ms", description="Latency of the requests a version slot answered, "
+            "by role, in ms.", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("model", "version", "role"))
+        self._slot_scores = metrics.Counter(
+            "loom_slot_score_bin", description="Scores a version slot answered, per bin shared by "
+            "every version (for the rollout's PSI).", tag_keys=("model", "version", "role", "bin"))
+
         self._rows = metrics.Counter("loom_monitored_rows", description="Rows binned for drift.",
                                      tag_keys=("model", "version"))
         self._bins = metrics.Counter(
@@ -127,7 +153,8 @@ class ServeMetrics(NullMetrics):
 
         # The model tag is a default tag, so hot-path calls pass only what varies.
         for metric in (self._requests, self._latency, self._lookup, self._hits, self._fallbacks,
-                       self._circuit, self._unseen, self._rows, self._bins, self._missing,
+                       self._circuit, self._unseen, self._slot_requests, self._slot_latency,
+                       self._slot_scores, self._rows, self._bins, self._missing,
                        self._outside, self._score_bins, self._psi, self._score_psi, self._age):
             metric.set_default_tags(dict(self.tags))  # Serve adds its tags to the dict given
 
@@ -149,6 +176,14 @@ class ServeMetrics(NullMetrics):
 
     def unseen_category(self, feature: str) -> None:
         self._unseen.inc(1, tags={"feature": feature})
+
+    def slot_answer(self, version: str, role: str, ok: bool, latency_ms: float,
+                    score_bins: dict[int, int] | None = None) -> None:
+        tags = {"version": version, "role": role}
+        self._slot_requests.inc(1, tags={**tags, "outcome": "ok" if ok else "error"})
+        self._slot_latency.observe(latency_ms, tags=tags)
+        for index, n in (score_bins or {}).items():
+            self._slot_scores.inc(n, tags={**tags, "bin": str(index)})
 
     def monitored_rows(self, version: str, n: int) -> None:
         self._rows.inc(n, tags={"version": version})

@@ -25,6 +25,7 @@ from framework.serving.features import (EntityKeyError, FeatureLookup, merge_row
 from framework.serving.metrics import NullMetrics
 from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
+from framework.serving.score_bins import count_bins, shared_edges
 from framework.serving.settings import AppArgs
 from framework.serving.slots import ModelFault, Slot, SlotTable, load_booster
 from framework.serving.stats import StatsRecorder
@@ -74,6 +75,7 @@ class Predictor(EventScoring):
         self.default = default[0] if default else None
         self.fallback_models = [(m.version, load_booster(m.model_path)) for m in args.fallback_models]
         self.watch = Watch(args, self.metrics, replica or f"pid{os.getpid()}", lookup)  # drift, log
+        self._score_edges = shared_edges(args.task, None)  # regression: set with the stable slot
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -83,6 +85,8 @@ class Predictor(EventScoring):
         table._boosters = dict(self.slots._boosters)
         live = table.apply(user_config)
         self.slots = table
+        self._score_edges = shared_edges(self.args.task, table.stable.profile_path
+                                         if table.stable is not None else None)
         self.watch.versions(table)
         if self.cache is not None:
             self.cache.keep_versions(live)
@@ -262,6 +266,7 @@ class Predictor(EventScoring):
         called = await self._call_model(slot, rows)
         latency = (time.perf_counter() - started) * 1000
         if called is None:
+            self._count(slot.version, role, False, latency)
             if record:
                 self.stats.record(slot.version, role, False, latency, instances=len(rows))
             return None
@@ -269,9 +274,15 @@ class Predictor(EventScoring):
         out = [self._model_answer(r, slot) for r in raw]
         scores = [ans.pop("_score") for ans in out]
         self.watch.answered(slot.version, vectors, scores)
+        self._count(slot.version, role, True, latency, scores)
         if record:  # one sample per request: a batch is one request of len(rows) instances
             self.stats.record(slot.version, role, True, latency, scores, instances=len(rows))
         return out, scores
+
+    def _count(self, version: str, role: str, ok: bool, latency: float, scores: Any = ()) -> None:
+        """One request of a version slot in ``ray_loom_slot_*`` (a pinned one is nobody's share)."""
+        if role != PINNED:
+            self.metrics.slot_answer(version, role, ok, latency, count_bins(self._score_edges, scores))
 
     def _vectors(self, slot: Slot, rows: list[dict[str, Any]]) -> list[list[float]]:
         """The rows as ``slot``'s version reads them (its feature order and category codes)."""
@@ -316,11 +327,13 @@ class Predictor(EventScoring):
         called = await self._call_model(candidate, rows)
         latency = (time.perf_counter() - t0) * 1000
         if called is None:
+            self._count(candidate.version, "shadow", False, latency)
             self.stats.record(candidate.version, "shadow", False, latency, instances=len(rows))
             return
         labeler = (candidate.codec or self._app_codec).labeler
         scores = [labeler.answer(r)["score"] for r in called[0]]
         self.watch.answered(candidate.version, called[1], scores)  # the candidate's drift, unseen
+        self._count(candidate.version, "shadow", True, latency, scores)
         self.stats.record(candidate.version, "shadow", True, latency, scores, stable_scores,
                           instances=len(rows))
 

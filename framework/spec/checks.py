@@ -344,6 +344,34 @@ def check_on_drift(r: Recipe) -> list[Problem]:
     return []
 
 
+def check_prometheus_analysis(r: Recipe) -> list[Problem]:
+    """Reading rollout analyses from Prometheus needs the replicas' series and windows that span
+    scrapes."""
+    m = r.monitoring
+    if m.prometheus_url is None:
+        return []
+    if not m.enabled:
+        return [_problem("monitoring.prometheus_url", m.prometheus_url,
+                         "monitoring.enabled is false: the replicas export no series for "
+                         "Prometheus to hold.",
+                         "Set monitoring.enabled: true, or remove monitoring.prometheus_url.")]
+    problems = []
+    interval = getattr(r.rollout, "interval_s", None)
+    if interval is not None and interval < 2 * m.scrape_interval_s:
+        problems.append(_problem(
+            "rollout.interval_s", interval,
+            f"With monitoring.prometheus_url an analysis window must span at least two scrapes "
+            f"(2 x monitoring.scrape_interval_s = {2 * m.scrape_interval_s:g} s).",
+            "Raise rollout.interval_s or lower monitoring.scrape_interval_s."))
+    if m.on_drift != "alert" and not m.drift.enabled:
+        problems.append(_problem(
+            "monitoring.on_drift", m.on_drift,
+            "With monitoring.prometheus_url the drift gate reads the candidate's scores in its "
+            "training profile's bins (ray_loom_score_bin_total), which monitoring.drift exports.",
+            "Set monitoring.drift.enabled: true, or monitoring.on_drift: alert."))
+    return problems
+
+
 CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_view_sources,
     check_view_entities,
@@ -366,6 +394,7 @@ CHECKS: tuple[Callable[[Recipe], list[Problem]], ...] = (
     check_unauthenticated_listener,
     check_data_checks,
     check_on_drift,
+    check_prometheus_analysis,
 )
 
 

@@ -164,6 +164,15 @@ class Monitoring(Spec):
         default=True, description="Export the replicas' Prometheus metrics (ray_loom_*) and render "
         "the alert rules; false turns both off.")
     scrape_interval_s: float = Field(default=15.0, gt=0, description="Scrape interval, seconds.")
+    prometheus_url: str | None = Field(
+        default=None, description="The http(s) URL of a Prometheus that scrapes this model's "
+        "replicas (Ray's metrics endpoint, as the rendered prometheus.yml does). When set, each "
+        "rollout analysis window is read from it (PromQL over the ray_loom_slot_* series, "
+        "Flagger-style) instead of from the replicas' own samples, and judged the same way, "
+        "except shadow agreement, which counters do not keep. A request reaches Prometheus up to "
+        "Ray's metrics report interval (10 s) plus scrape_interval_s late, so each window is read "
+        "that much later; keep rollout.interval_s well above both. none (the default): the "
+        "replicas' samples.")
     alerts: list[AlertRule] = Field(
         default_factory=list, description="Your own alert rules (PromQL), rendered beside the "
         "generated ones; every ray_loom_* selector is scoped to the model.")
@@ -183,6 +192,20 @@ class Monitoring(Spec):
         "roll back by hand) or rollback (that analysis fails). Judged on each analysis window of a "
         "canary or blue_green rollout, on the rollout's own samples (so also with drift.enabled "
         "false).")
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Got {value!r}. A Prometheus URL starts with http:// or https:// and "
+                             "names a host, e.g. http://127.0.0.1:9090")
+        if parts.username or parts.password:
+            raise ValueError("A Prometheus URL may not carry credentials (user:password@): they "
+                             "would reach plans, logs and the rollout state")
+        return value
 
     def alert_names(self) -> list[str]:
         """Every alert ``monitoring.rules`` renders, in order: the generated ones these settings

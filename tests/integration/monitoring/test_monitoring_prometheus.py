@@ -14,7 +14,6 @@ import contextlib
 import http.server
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+import prom_servers as servers  # noqa: E402
 import serving_helpers as H  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -61,31 +61,6 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def _start(cmd: list[str], port: int, log: Path) -> subprocess.Popen:
-    out = log.open("wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    _wait(lambda: proc.poll() is not None or _ready(port), 60, f"{cmd[0]} on port {port}")
-    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-    return proc
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)  # by its own PID
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _wait(predicate, timeout_s: float, what: str, every_s: float = 0.5, seen=lambda: "") -> None:
@@ -146,18 +121,18 @@ def stack(ray_session, sample_data, tmp_path_factory):
             api.apply(planned)
             out = planned.ctx.outputs
             files = Path(out["monitoring.rules"]["rules_file"]).parent
-            procs.append(_start([alertmanager, f"--config.file={files / 'alertmanager.yml'}",
+            procs.append(servers.start([alertmanager, f"--config.file={files / 'alertmanager.yml'}",
                                  f"--storage.path={tmp / 'am'}", f"--web.listen-address=127.0.0.1:{ports['am']}",
                                  "--cluster.listen-address="], ports["am"], tmp / "alertmanager.log"))
-            procs.append(_start([prometheus, f"--config.file={files / 'prometheus.yml'}",
+            procs.append(servers.start([prometheus, f"--config.file={files / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={tmp / 'prom'}",
                                  f"--web.listen-address=127.0.0.1:{ports['prom']}"], ports["prom"],
                                 tmp / "prometheus.log"))
             yield {"url": out["serving.deploy"]["url"], "prom": ports["prom"], "files": files,
-                   "hook": _Hook.posts, "traffic": traffic}
+                   "hook": _Hook.posts, "traffic": traffic, "project": project, "args": args}
         finally:
             for proc in procs:
-                _stop(proc)
+                servers.stop(proc)
             hook.shutdown()
             with contextlib.suppress(Exception):
                 traffic.delete_app("churn")
@@ -261,6 +236,18 @@ def test_values_looked_up_in_feast_show_their_age_and_stale_features_fires(stack
     by_stat = {r["metric"]["stat"]: float(r["value"][1]) for r in ages}
     assert 60 < by_stat["mean"] <= by_stat["max"]  # seconds since the snapshots' event times
 
+    # loom monitor reads the same ages back through monitoring.prometheus_url, per view.
+    from framework import api
+    from framework.monitor.render import render_monitor
+
+    url = f"http://127.0.0.1:{stack['prom']}"
+    report = api.monitor([*stack["args"], f"++monitoring.prometheus_url={url}"],
+                         project_dir=stack["project"], window="1h")
+    (view,) = report["freshness_views"]["views"]
+    assert view["view"] == "customer_profile" and view["flagged"] is True  # max_feature_age_s 60
+    assert 60 < view["mean_age_s"] <= view["max_age_s"]
+    assert "customer_profile" in render_monitor(report) and "stale" in render_monitor(report)
+
 
 def test_every_dashboard_query_runs_on_prometheus(stack):
     dashboard = json.loads((stack["files"] / "dashboard.json").read_text())
@@ -275,4 +262,4 @@ def test_every_dashboard_query_runs_on_prometheus(stack):
                           "Missing features", "Unseen categories", "Stream events per second",
                           "Stream event latency", "Stream lag"}, empty
     assert {"Requests per second", "Error rate", "Latency quantiles", "Feature PSI",
-            "Traffic share per version"}.isdisjoint(empty)
+            "Traffic share per version", "Answers by slot"}.isdisjoint(empty)

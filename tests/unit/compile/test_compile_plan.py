@@ -125,11 +125,10 @@ def test_monitoring_off_turns_the_replicas_metrics_off_and_redeploys(project: Pa
 def test_monitoring_keys_nothing_reads_are_refused(project: Path) -> None:
     from framework.errors import RecipeError
 
-    for override, key in (("+monitoring.drift.psi_alert=0.3", "monitoring.drift"),
-                          ("+monitoring.prometheus_url=http://x:9090", "monitoring.prometheus_url")):
-        with pytest.raises(RecipeError) as err:
-            load_recipe(["recipe=churn", override])
-        assert key in err.value.render(), err.value.render()
+    # (monitoring.prometheus_url was such a key; rollouts read their analyses from it now.)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(["recipe=churn", "+monitoring.drift.psi_alert=0.3"])
+    assert "monitoring.drift" in err.value.render(), err.value.render()
 
 
 def test_on_drift_reaches_the_rollout_steps_and_alert_changes_nothing(churn, project: Path) -> None:
@@ -166,3 +165,43 @@ def test_on_drift_gates_the_rollout_with_drift_bins_off(churn, project: Path) ->
     recipe = load_recipe(["recipe=churn", "+monitoring.on_drift=pause_rollout",
                           "monitoring.drift.enabled=false"]).recipe
     assert spec_from_steps(compile_steps(recipe, DATA)).drift["action"] == "pause_rollout"
+
+
+PROM = "+monitoring.prometheus_url=http://127.0.0.1:9090"
+
+
+@pytest.mark.parametrize("overrides,key,message", [
+    (["monitoring=none", PROM], "monitoring.prometheus_url", "monitoring.enabled is false"),
+    ([PROM, "monitoring.scrape_interval_s=40"], "rollout.interval_s",
+     "at least two scrapes (2 x monitoring.scrape_interval_s = 80 s)"),
+    ([PROM, "+monitoring.on_drift=rollback", "monitoring.drift.enabled=false"],
+     "monitoring.on_drift", "ray_loom_score_bin_total"),
+    (["+monitoring.prometheus_url=http://user:pw@prom:9090"], "monitoring.prometheus_url",
+     "may not carry credentials"),
+    (["+monitoring.prometheus_url=prom:9090"], "monitoring.prometheus_url",
+     "starts with http:// or https://"),
+], ids=["monitoring-off", "window-under-two-scrapes", "drift-gate-without-bins", "credentials",
+        "no-scheme"])
+def test_prometheus_analysis_where_it_cannot_work_is_refused_at_validate(
+        project: Path, overrides, key, message) -> None:
+    from framework.errors import RecipeError
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(["recipe=churn", *overrides])
+    assert key in str(err.value) and message in str(err.value), str(err.value)
+    assert "user:pw" not in str(err.value)
+
+
+def test_prometheus_url_reads_the_analysis_from_prometheus_and_moves_no_step(churn,
+                                                                             project: Path) -> None:
+    from framework.rollout.engines import StatsSource, ports_for
+    from framework.rollout.prometheus import PrometheusSource
+
+    recipe = load_recipe(["recipe=churn", PROM]).recipe
+    assert _fps(recipe) == _fps(churn.recipe)  # where analyses read from is not the rollout
+    faster = load_recipe(["recipe=churn", PROM, "monitoring.scrape_interval_s=5"]).recipe
+    slow, fast = (ports_for(r, project / ".loom")()["source"] for r in (recipe, faster))
+    assert isinstance(slow, PrometheusSource) and isinstance(fast, PrometheusSource)
+    assert slow.url == "http://127.0.0.1:9090" and slow.model_id == "churn"
+    assert slow.delay_s - fast.delay_s == pytest.approx(15 - 5)  # report interval + scrape
+    assert isinstance(ports_for(churn.recipe, project / ".loom")()["source"], StatsSource)

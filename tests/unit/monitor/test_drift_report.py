@@ -132,3 +132,30 @@ def test_parse_window(text, seconds) -> None:
 def test_bad_window() -> None:
     with pytest.raises(DataError, match="A window is a number and a unit"):
         parse_window("yesterday")
+
+
+def test_steady_state_drift_is_recorded_in_the_audit_log_when_it_changes(tmp_path: Path) -> None:
+    from framework.monitor.audit import record_drift
+    from framework.rollout.state import StateStore
+
+    ws, logs = tmp_path / "ws", tmp_path / "log"
+    write_log(logs / "a", 2000)
+    quiet = report(logs / "a")
+    assert record_drift(ws, "m", quiet, "rollback", now=NOW) == []  # nothing flagged, nothing before
+    write_log(logs / "b", 2000, shift=2.5)
+    drifted = report(logs / "b")
+    (first,) = record_drift(ws, "m", drifted, "rollback", now=NOW + 1)
+    assert first["event"] == "drift" and first["version"] == "2" and first["action"] == "rollback"
+    assert first["flags"]["x"] == ["drift", "out_of_range"] and first["psi"]["x"] > 0.2
+    assert "no rollout of it runs, so monitoring.on_drift (rollback) only records it" in first["reason"]
+    assert record_drift(ws, "m", drifted, "rollback", now=NOW + 2) == []  # unchanged: no line
+    (cleared,) = record_drift(ws, "m", quiet, "rollback", now=NOW + 3)
+    assert cleared["flags"] == {} and "no feature or score is flagged any more" in cleared["reason"]
+    assert [r["ts"] for r in StateStore(ws, "m").read_audit()] == [NOW + 1, NOW + 3]
+    from framework.rollout.status import format_status, status
+
+    write_log(logs / "c", 2000, shift=2.5)
+    record_drift(ws, "m", report(logs / "c"), "alert", now=NOW + 4)
+    shown = status(ws, "m")
+    assert shown["status"] == "none" and shown["drift"][0]["version"] == "2"
+    assert "drift     2026-01-01 00:00 UTC version 2: x (drift/out_of_range)" in format_status(shown)
