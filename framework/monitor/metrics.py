@@ -48,14 +48,48 @@ def binary(y: Any, predicted: Any, score: Any) -> dict[str, Any]:
     }
 
 
-def multiclass(y: Any, predicted: Any) -> dict[str, Any]:
-    """Accuracy of the answers (the log keeps the top class's score only: no AUC or log loss)."""
+def multiclass(y: Any, predicted: Any, probabilities: Any = None) -> dict[str, Any]:
+    """Accuracy of the answers; with the logged class probabilities (a model's answers, not a
+    fallback's), log loss and AUC averaged over the classes one against the rest (each class that
+    has rows of it and rows not of it)."""
     import numpy as np
 
     y, yhat = np.asarray(y, dtype=object), np.asarray(predicted, dtype=object)
     answered = np.array([v is not None for v in yhat], dtype=bool)
     hits = [a == b for a, b in zip(y[answered], yhat[answered])]
-    return {"rows": int(y.size), "accuracy": float(np.mean(hits)) if hits else None}
+    out = {"rows": int(y.size), "accuracy": float(np.mean(hits)) if hits else None,
+           "auc": None, "logloss": None}
+    if probabilities is None:
+        return out
+    probs, truth = _class_probabilities(y, probabilities)
+    if truth.size:
+        picked = np.clip(probs[np.arange(truth.size), truth], EPS, 1 - EPS)
+        out["logloss"] = float(-np.log(picked).mean())
+        aucs = [auc(truth == c, probs[:, c]) for c in range(probs.shape[1])]
+        aucs = [a for a in aucs if a is not None]
+        out["auc"] = float(np.mean(aucs)) if aucs else None
+    return out
+
+
+def _class_probabilities(y: Any, probabilities: Any) -> tuple[Any, Any]:
+    """(rows x classes probabilities, class index) of the rows with both, of one class count."""
+    import numpy as np
+
+    rows, truth = [], []
+    for label, probs in zip(y, probabilities):
+        if probs is None or label is None or not str(label).lstrip("-").isdigit():
+            continue
+        probs = list(probs)
+        k = int(label)
+        if 0 <= k < len(probs):
+            rows.append(probs)
+            truth.append(k)
+    if not rows:
+        return np.zeros((0, 0)), np.zeros(0, dtype=int)
+    width = max(len(r) for r in rows)
+    keep = [i for i, r in enumerate(rows) if len(r) == width]  # one contract's classes
+    return (np.asarray([rows[i] for i in keep], dtype=np.float64),
+            np.asarray([truth[i] for i in keep], dtype=int))
 
 
 def regression(y: Any, predicted: Any) -> dict[str, Any]:
@@ -77,5 +111,6 @@ def task_metrics(task: str, frame: Any) -> dict[str, Any]:
     if task == "binary":
         return binary(frame["y"], frame["yhat"], frame["score"])
     if task == "multiclass":
-        return multiclass(frame["y"], frame["yhat"])
+        return multiclass(frame["y"], frame["yhat"],
+                          frame["probabilities"] if "probabilities" in frame else None)
     return regression(frame["y"], frame["yhat"])

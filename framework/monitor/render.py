@@ -88,7 +88,7 @@ def _freshness(report: dict[str, Any]) -> list[str]:
 
 
 _BINARY = ("rows", "auc", "logloss", "accuracy", "positive_rate", "label_rate")
-_COLUMNS = {"binary": _BINARY, "multiclass": ("rows", "accuracy"),
+_COLUMNS = {"binary": _BINARY, "multiclass": ("rows", "auc", "logloss", "accuracy"),
             "regression": ("rows", "rmse", "mae", "mean_prediction", "mean_label")}
 _RATES = {"accuracy", "positive_rate", "label_rate"}
 

@@ -313,9 +313,12 @@ class Predictor(EventScoring):
         """An answer in ``slot``'s version's own contract (its task, labels and contract major)."""
         codec = slot.codec or self._app_codec
         ans = codec.labeler.answer(raw)
-        return {"prediction": ans["prediction"], "probability": ans["probability"],
-                "model_version": slot.version, "contract": codec.major, "degraded": level is not None,
-                "fallback": level, "cached": False, "_score": ans["score"]}
+        out = {"prediction": ans["prediction"], "probability": ans["probability"],
+               "model_version": slot.version, "contract": codec.major, "degraded": level is not None,
+               "fallback": level, "cached": False, "_score": ans["score"]}
+        if "probabilities" in ans:  # multiclass: every class's, by class index
+            out["probabilities"] = ans["probabilities"]
+        return out
 
     async def _shadow(self, candidate: Slot | None, rows: list[dict[str, Any]],
                       stable_scores: list[float] | None) -> None:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Columns every record has, in file order; entity keys and features follow, then prediction, score.
 HEAD_COLUMNS = ("request_id", "time", "model_id", "version", "degraded", "fallback")
-TAIL_COLUMNS = ("prediction", "score")
+TAIL_COLUMNS = ("prediction", "score", "probabilities")
 RESERVED = frozenset(HEAD_COLUMNS + TAIL_COLUMNS)
 #: Records a replica holds between flushes at most; more are counted in ``dropped`` (a stalled disk
 #: must not grow the replica's memory without bound).
@@ -111,7 +111,7 @@ class PredictionLogWriter:
 
     def record(self, *, request_id: str, version: str | None, entities: dict, features: dict[str, Any],
                prediction: Any, score: float | None, degraded: bool, fallback: str | None,
-               at: float) -> None:
+               at: float, probabilities: list[float] | None = None) -> None:
         """Keep one answered row with probability ``sample_rate``; never raises, never does I/O."""
         if self._random() >= self.sample_rate:
             return
@@ -121,7 +121,7 @@ class PredictionLogWriter:
                 return
             # Shallow copies: the caller may reuse its dicts after the answer is sent.
             self._buffer.append((request_id, at, version, degraded, fallback, dict(entities),
-                                 dict(features), prediction, score))
+                                 dict(features), prediction, score, probabilities))
         except Exception:  # noqa: BLE001 - the log must never fail a request
             self.dropped += 1
 
@@ -192,6 +192,10 @@ class PredictionLogWriter:
                 cols[col] = pa.array([_float(v) for v in values], pa.float64())
         cols["prediction"] = pa.array([None if r[7] is None else str(r[7]) for r in rows], pa.string())
         cols["score"] = pa.array([_float(r[8]) for r in rows], pa.float64())
+        # Every class's probability (multiclass answers; null otherwise): AUC and log loss.
+        cols["probabilities"] = pa.array(
+            [None if r[9] is None else [_float(v) for v in r[9]] for r in rows],
+            pa.list_(pa.float64()))
         return pa.table(cols)
 
     def _write(self, day: str, rows: list[tuple]) -> Path:

@@ -60,6 +60,9 @@ class Answer(BaseModel):
 
     prediction: Any = Field(description="Label, class index or value.")
     probability: float | None = Field(description="Probability of the prediction (classifiers).")
+    probabilities: list[float] | None = Field(
+        default=None, description="Every class's probability, by class index (multiclass "
+        "models; absent otherwise).")
     model_version: str | None = Field(description="Version that answered; null for rules/default.")
     contract: int | None = Field(default=None, description="Major contract of the version that "
                                  "answered (registry.contract); null for rules/default.")

@@ -86,7 +86,8 @@ class Watch:
                 pred if isinstance(pred, (int, float)) and not isinstance(pred, bool) else None)
             self.log.record(request_id=request_id, version=ans.get("model_version"),
                             entities=inst.entities, features=row, prediction=pred, score=score,
-                            degraded=bool(ans.get("degraded")), fallback=ans.get("fallback"), at=at)
+                            degraded=bool(ans.get("degraded")), fallback=ans.get("fallback"), at=at,
+                            probabilities=ans.get("probabilities"))
 
     def close(self) -> None:
         """Last flushes; stops the threads."""

@@ -177,3 +177,32 @@ def test_missing_time_column_given(tmp_path: Path) -> None:
     pd.DataFrame({"customer_id": ["1"], "churned": [1]}).to_parquet(path)
     with pytest.raises(DataError, match="no time column 'seen_at'"):
         join(log(10), read_labels(spec(path, "seen_at")), spec(path, "seen_at"), ["customer_id"])
+
+
+def test_multiclass_auc_and_logloss_from_the_logged_class_probabilities(tmp_path: Path) -> None:
+    from framework.monitor.metrics import multiclass
+
+    rng = np.random.default_rng(3)
+    n = 300
+    truth = rng.integers(0, 3, n)
+    probs = rng.dirichlet([1, 1, 1], n)
+    probs[np.arange(n), truth] += 1.0  # the right class usually has the highest probability
+    probs /= probs.sum(1, keepdims=True)
+    frame = log(n).assign(prediction=[str(int(p.argmax())) for p in probs],
+                          probabilities=[list(p) for p in probs], score=probs.max(1))
+    frame.loc[0, "probabilities"] = None  # a fallback's answer: no probabilities
+    path = tmp_path / "labels.parquet"
+    pd.DataFrame({"request_id": frame["request_id"], "churned": truth}).to_parquet(path)
+    joined, _ = join(frame, read_labels(spec(path)), spec(path), [])
+    out = evaluate(truth_and_answers(joined, "multiclass", None, path), "multiclass", None, 0.1)
+    overall = out["overall"]
+    assert overall["rows"] == n and overall["accuracy"] == pytest.approx(
+        (probs.argmax(1) == truth).mean())
+    scored = slice(1, None)
+    expected_loss = -np.log(probs[np.arange(n), truth][scored]).mean()
+    assert overall["logloss"] == pytest.approx(expected_loss)
+    by_class = [auc((truth[scored] == c).astype(int), probs[scored, c]) for c in range(3)]
+    assert overall["auc"] == pytest.approx(np.mean(by_class)) and overall["auc"] > 0.8
+    # Without logged probabilities (logs written before they were): accuracy only, said as null.
+    alone = multiclass(["0", "1"], ["0", "0"])
+    assert alone["accuracy"] == 0.5 and alone["auc"] is None and alone["logloss"] is None

@@ -52,7 +52,9 @@ def test_schema_and_partition(tmp_path: Path) -> None:
     assert "#" not in path.name and "/" not in path.name
     t = read_all(tmp_path)
     assert t.column_names == ["request_id", "time", "model_id", "version", "degraded", "fallback",
-                              "customer_id", "tenure", "plan", "feature.score", "prediction", "score"]
+                              "customer_id", "tenure", "plan", "feature.score", "prediction", "score",
+                              "probabilities"]
+    assert str(t.schema.field("probabilities").type) == "list<element: double>"
     assert str(t.schema.field("time").type) == "timestamp[us, tz=UTC]"
     assert str(t.schema.field("tenure").type) == "double"
     assert str(t.schema.field("plan").type) == "string"
