@@ -129,7 +129,8 @@ def _readable(path: str) -> bool:
 
 
 def _is_resource(p: Problem) -> bool:
-    return p.path.startswith(("training.scaling", "serving.replicas", "serving.autoscaling"))
+    return p.path.startswith(("training.scaling", "serving.replicas", "serving.autoscaling",
+                              "env.ray_address"))
 
 
 def _is_data_check(p: Problem) -> bool:

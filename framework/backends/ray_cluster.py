@@ -120,6 +120,15 @@ def detected_cpus() -> int:
     return count
 
 
+def detected_gpus() -> int:
+    """NVIDIA GPUs Ray would give the head on this machine: ``CUDA_VISIBLE_DEVICES`` when set,
+    else the ``/dev/nvidiaN`` devices (what Ray's own detection finds, without importing it)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len([p for p in Path("/dev").glob("nvidia*") if p.name[len("nvidia"):].isdigit()])
+
+
 def recorded_num_cpus(workspace: Path) -> float | None:
     """The CPUs the workspace's head was started with (``<workspace>/ray/num_cpus``), or None."""
     try:
@@ -153,12 +162,20 @@ def use_head_env(workspace: Path) -> None:
     """
     os.environ.update(client_env(workspace))
     if "ray" in sys.modules:
-        from ray._private import ray_constants
         from ray._raylet import Config
 
         Config.initialize("")
-        ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: this driver's node IP is 127.0.0.1
+    use_loopback_node_ip()
 
+
+def use_loopback_node_ip() -> None:
+    """Keep this driver's node IP 127.0.0.1, for a head that listens on loopback: without it Ray
+    swaps in the machine's external address and ``ray.init`` waits for a GCS there for minutes."""
+    os.environ.update(SINGLE_NODE_ENV)
+    if "ray" in sys.modules:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at import
 
 def _write_token(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,11 @@ def _attach(recipe: "Recipe", workspace: Path, address: str) -> None:
     set_driver_env()
     if not recipe.env.ray_address:
         ray_cluster.use_head_env(workspace)  # the head's token, so the driver authenticates
+    else:
+        probe(address)
+        if _is_loopback(address):  # a cluster on this machine: its head is on 127.0.0.1
+            ray_cluster.use_loopback_node_ip()
+        check_gcs(address)
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                  runtime_env={"env_vars": dict(RAY_ENV)}, logging_level=logging.WARNING)
@@ -127,6 +132,114 @@ def _attach(recipe: "Recipe", workspace: Path, address: str) -> None:
             f"Cannot connect to Ray at {address} (env.ray_address or {workspace}/ray/address): "
             f"{type(exc).__name__}: {exc}. Start it with `loom up` or fix env.ray_address."
         ) from exc
+
+
+#: Longest wait for env.ray_address to accept a connection before Loom says it cannot be reached.
+PROBE_S = 5.0
+
+
+def probe(address: str, timeout_s: float = PROBE_S) -> None:
+    """Fail within ``timeout_s`` when nothing accepts connections at ``address``.
+
+    ``ray.init`` retries an address that does not answer for minutes (measured with ray 2.60: still
+    retrying after 120 s, printing GCS timeouts). A plain TCP connection says in seconds whether
+    anything listens there: the GCS for ``host:port``, the Ray Client server for ``ray://host:port``.
+
+    Raises:
+        BackendError: the host does not resolve, refuses, or does not answer; names the key.
+    """
+    import socket
+
+    host, port = _host_port(address)
+    if host is None:
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        why = (f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError)
+               else (exc.strerror or str(exc)).lower())
+        raise BackendError(
+            f"Cannot reach the Ray cluster at {address} (env.ray_address): {host}:{port}: {why}. "
+            "Check that its head runs (`ray status` there) and that this machine can reach that "
+            "address, or set env.ray_address to a running cluster (empty: the workspace's own head)."
+        ) from exc
+
+
+#: Longest wait for a Ray GCS to answer one authenticated call before Loom gives up on it.
+GCS_CHECK_S = 8.0
+
+
+def check_gcs(address: str, timeout_s: float = GCS_CHECK_S) -> None:
+    """Fail within ``timeout_s`` when ``address`` is not a Ray GCS that takes this driver's token.
+
+    ``ray.init`` says neither: with a token the cluster refuses it retries for 20 s and then
+    raises ``ConnectionError: Failed to connect to Ray cluster``; a port where something other than
+    a GCS listens holds it for minutes (measured, ray 2.60). One GCS client call tells both apart
+    at once; it runs in a daemon thread so a silent service cannot hold the command. Ray Client
+    addresses (``ray://``) are left to ``ray.init``.
+
+    Raises:
+        BackendError: the token was refused (names the variables that carry one), or no GCS answered.
+    """
+    import threading
+
+    if address.startswith("ray://") or _host_port(address)[0] is None:
+        return
+    from ray._raylet import GcsClient  # the client ray.init itself uses (pinned ray 2.60)
+    from ray.exceptions import AuthenticationError
+
+    outcome: dict[str, BaseException | None] = {}
+
+    def call() -> None:
+        try:
+            GcsClient(address=address)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call, name="loom-gcs-check", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if "error" not in outcome:
+        raise BackendError(
+            f"Nothing at {address} (env.ray_address) answered as a Ray cluster's GCS within "
+            f"{timeout_s:g} s: something else listens on that port. Give the head's GCS address "
+            "(host:6379 by default) or its Ray Client address (ray://host:10001).")
+    error = outcome["error"]
+    if isinstance(error, AuthenticationError):
+        raise BackendError(
+            f"The Ray cluster at {address} (env.ray_address) refused this machine's token: it runs "
+            "with token auth and a token of its own. Give this command that cluster's token: "
+            "export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<its token> (or RAY_AUTH_TOKEN_PATH=<a "
+            "file holding it>).") from error
+    if error is not None:
+        raise BackendError(
+            f"The Ray cluster at {address} (env.ray_address) did not answer: "
+            f"{type(error).__name__}: {str(error)[:300]}") from error
+
+
+def _is_loopback(address: str) -> bool:
+    host = _host_port(address)[0]
+    return host is not None and (host == "localhost" or host.startswith("127.") or host == "::1")
+
+
+def _host_port(address: str) -> tuple[str | None, int]:
+    """(host, port) of a Ray address: ``ray://host[:10001]`` or ``host:port``; (None, 0) for the
+    forms Ray resolves itself (``auto``, ``local``)."""
+    rest, default = address, 6379
+    if address.startswith("ray://"):
+        rest, default = address[len("ray://"):], 10001
+    rest = rest.split("/", 1)[0]
+    if not rest or rest in ("auto", "local"):
+        return None, 0
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 or rest.startswith("[") else ("", "", "")
+    if not host:
+        return rest.strip("[]"), default
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return host.strip("[]"), default
 
 
 def _init(recipe: "Recipe", workspace: Path) -> str:

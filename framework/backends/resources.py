@@ -9,8 +9,8 @@ head's CPUs:
 - the new serving config runs beside the other models served on the head.
 
 What is served comes from the workspace state (only while the head runs: a stopped head serves
-nothing). A remote cluster (``env.ray_address``) is not checked here: its size is unknown without
-connecting, and plain ``loom plan`` never imports Ray.
+nothing). A remote cluster (``env.ray_address``) is only checked for an answer (a TCP connection):
+its size is unknown without connecting, and plain ``loom plan`` never imports Ray.
 """
 
 from __future__ import annotations
@@ -57,17 +57,57 @@ def resource_problems(recipe: "Recipe", kinds: set[str], workspace: Path) -> lis
     Returns:
         At most one Problem per phase (training, serving), each with the numbers and the fix.
     """
-    if recipe.env.ray_address or not kinds & (TRAIN_KINDS | SERVE_KINDS):
+    if not kinds & (TRAIN_KINDS | SERVE_KINDS):
         return []
+    if recipe.env.ray_address:  # its size is unknown here, but not whether it answers at all
+        return _unreachable(recipe.env.ray_address)
     running = _head_running(workspace)
     total, where = head_cpus(recipe, workspace, running)
     served = served_on_head(workspace, recipe) if running else {}
     problems = []
     if kinds & TRAIN_KINDS:
+        problems += _gpu_problem(recipe, kinds)
         problems += _training_problem(recipe, kinds, total, where, served)
     if kinds & SERVE_KINDS:
         problems += _serving_problem(recipe, total, where, served)
     return problems
+
+
+def _gpu_problem(recipe: "Recipe", kinds: set[str]) -> list[Problem]:
+    """GPU workers on a head that has fewer GPUs: Ray Train would wait for them forever."""
+    from framework.backends import ray_cluster
+
+    scaling = recipe.training.scaling
+    if not scaling.use_gpu:
+        return []
+    need = scaling.num_workers if "training.train" in kinds else 1
+    have = ray_cluster.detected_gpus()
+    if have >= need:
+        return []
+    return [Problem(
+        path="training.scaling.use_gpu", value=True, has_value=True,
+        message=f"Training asks for {need} GPU(s) (one per worker), but the workspace's Ray head "
+                f"has {have}: none is visible on this machine (CUDA_VISIBLE_DEVICES, /dev/nvidia*)"
+                if have == 0 else
+                f"Training asks for {need} GPU(s) (one per worker), but the workspace's Ray head "
+                f"has {have}.",
+        hint="Set training.scaling.use_gpu: false (or scaling=local) to train on CPUs here, lower "
+             "training.scaling.num_workers, or point env.ray_address at a cluster with GPUs.")]
+
+
+def _unreachable(address: str) -> list[Problem]:
+    """A Problem when nothing answers at ``env.ray_address`` (a TCP connection, a few seconds at
+    most): the apply would otherwise do its Feast steps, then hang in ``ray.init``."""
+    from framework.backends.ray_runtime import probe
+    from framework.errors import BackendError
+
+    try:
+        probe(address)
+    except BackendError as exc:
+        message, _, hint = str(exc).partition(" Check ")
+        return [Problem(path="env.ray_address", value=address, has_value=True, message=message,
+                        hint=f"Check {hint}" if hint else None)]
+    return []
 
 
 def head_cpus(recipe: "Recipe", workspace: Path, running: bool) -> tuple[float, str]:

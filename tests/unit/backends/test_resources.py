@@ -87,10 +87,41 @@ def test_a_head_not_running_is_sized_from_the_recipe(project: Path, tmp_path: Pa
 
 
 def test_a_remote_cluster_and_plans_without_ray_steps_are_not_checked(project: Path, head: Path) -> None:
+    import socket
+
     serving_state(head, replicas=20)
-    assert resources.resource_problems(recipe("env.ray_address=ray://h:10001"),
-                                       {"training.train"}, head) == []
+    with socket.socket() as listening:  # something answers there: its size is not checked
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert resources.resource_problems(recipe(f"env.ray_address=ray://127.0.0.1:{port}"),
+                                           {"training.train"}, head) == []
     assert resources.resource_problems(recipe(), {"feast.view", "registry.register"}, head) == []
+
+
+def test_a_remote_cluster_that_does_not_answer_fails_the_plan_at_once(project: Path, head: Path,
+                                                                       capsys) -> None:
+    # Before: the apply did its Feast steps, then ray.init retried the address for minutes.
+    import socket
+    import time
+
+    from framework.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    (problem,) = resources.resource_problems(recipe(f"env.ray_address=127.0.0.1:{closed}"),
+                                             {"serving.deploy"}, head)
+    assert problem.path == "env.ray_address" and "connection refused" in problem.message
+    started = time.monotonic()
+    code = main(["launch", "recipe=churn", f"env.ray_address=127.0.0.1:{closed}"])
+    err = capsys.readouterr().err
+    assert code == 1 and time.monotonic() - started < 10
+    assert RESOURCES_TITLE in err and f"Cannot reach the Ray cluster at 127.0.0.1:{closed}" in err
+    assert "env.ray_address" in err and "Traceback" not in err
+    assert not (project / ".loom" / "state.json").exists()  # nothing applied
+    assert resources.resource_problems(recipe("env.ray_address=no-such-host.invalid:6379"),
+                                       {"training.train"}, head)[0].path == "env.ray_address"
 
 
 def test_tuning_needs_one_trial_to_fit(project: Path, head: Path) -> None:
@@ -119,3 +150,18 @@ def test_the_wait_bound_is_a_scaling_field_that_retrains_nothing() -> None:
     assert Scaling(resource_wait_s=60).model_dump()["resource_wait_s"] == 60
     with pytest.raises(ValueError):
         Scaling(resource_wait_s=0)
+
+
+def test_gpu_workers_on_a_head_without_gpus_fail_the_plan(project: Path, head: Path,
+                                                          monkeypatch) -> None:
+    # Before: Ray Train waited for {'GPU': 1} until training.scaling.resource_wait_s gave up.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    r = recipe("scaling=cluster_gpu", "training.scaling.cpus_per_worker=0.1")
+    (problem,) = resources.resource_problems(r, {"training.train"}, head)
+    assert problem.path == "training.scaling.use_gpu"
+    assert "asks for 4 GPU(s) (one per worker), but the workspace's Ray head has 0" in problem.message
+    assert "use_gpu: false" in problem.hint
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert resources.resource_problems(r, {"training.train"}, head) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert resources.resource_problems(r, {"training.tune"}, head) == []  # one trial, one GPU

@@ -40,3 +40,47 @@ def test_importing_training_backends_imports_no_sdk() -> None:
             "print([m for m in ('ray', 'mlflow', 'xgboost') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unreachable_cluster_is_an_error_in_seconds_not_a_hang(tmp_path: Path) -> None:
+    # ray.init(address=...) to an address nobody listens on retried for over 120 s (ray 2.60).
+    code = (
+        "import socket, sys, time\n"
+        "from framework.backends.ray_runtime import connect\n"
+        "from framework.errors import BackendError\n"
+        "from framework.spec.env import Env\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "class R: env = Env(ray_address=f'127.0.0.1:{port}')\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    connect(R(), sys.argv[1])\n"
+        "except BackendError as exc:\n"
+        "    print(round(time.monotonic() - t, 1), exc)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60)
+    seconds, _, message = out.stdout.partition(" ")
+    assert float(seconds) < 10, out.stdout + out.stderr
+    assert "Cannot reach the Ray cluster at 127.0.0.1:" in message and "env.ray_address" in message
+
+
+def test_a_port_where_no_gcs_answers_is_an_error_in_seconds() -> None:
+    # ray.init held the command for minutes against a port where another service listens.
+    import http.server
+    import threading
+    import time
+
+    import pytest
+
+    from framework.backends.ray_runtime import check_gcs
+    from framework.errors import BackendError
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="answered as a Ray cluster's GCS within 2 s"):
+            check_gcs(f"127.0.0.1:{server.server_address[1]}", timeout_s=2)
+        assert time.monotonic() - started < 5
+    finally:
+        server.shutdown()
+    check_gcs("ray://127.0.0.1:1")  # Ray Client addresses are ray.init's to judge
