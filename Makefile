@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export RAY_DATA_DISABLE_PROGRESS_BARS=1 RAY_TRAIN_ENABLE_PRINT_PATCH=0 MLFLOW_DISABLE_TELEMETRY=true
 
-.PHONY: install lock data demo test test-unit lint bench schema clean
+.PHONY: install lock data demo test chaos test-unit lint bench schema clean
 
 # Every dependency at the exact version of scripts/constraints.txt (a known-green environment).
 install: $(VENV)/.installed
@@ -22,7 +22,11 @@ demo: install data
 	bash scripts/demo.sh
 
 test: install
-	bash scripts/test.sh
+	bash scripts/test.sh -m 'not chaos'
+
+# Kills, stops and breaks real parts mid-run (docs/reliability.md); CI runs it after `make test`.
+chaos: install
+	bash scripts/test.sh -m chaos
 
 test-unit: install
 	$(PY) -m pytest tests/unit -q

@@ -113,9 +113,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class RedisAddress(str):
+    """'host:port' of the session's redis-server, with its ``pid`` (chaos tests stop it)."""
+
+    def __new__(cls, address: str, pid: int) -> "RedisAddress":
+        out = super().__new__(cls, address)
+        out.pid = pid
+        return out
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory):
-    """A private redis-server on 127.0.0.1 (installed from Debian if missing); yields 'host:port'."""
+    """A private redis-server on 127.0.0.1 (installed from Debian if missing); yields 'host:port'
+    (a ``RedisAddress``, whose ``pid`` is the server's)."""
     binary = _redis_binary()
     port, data = _free_port(), tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
@@ -124,7 +134,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
+        yield RedisAddress(f"127.0.0.1:{port}", proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)  # stopped by its own PID
         try:

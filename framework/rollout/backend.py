@@ -111,6 +111,20 @@ class RolloutBackend:
                          f"(version {stable} serves all traffic and is the champion)")
             return {"status": NOTHING_TO_ROLL_OUT, "stable_version": stable}
         actor.connect(ctx.recipe, ctx.workspace)
+        saved = store.load()
+        if (saved is not None and saved.running and not self.supersede
+                and saved.candidate_version == str(deploy["candidate_version"])
+                and saved.stable_version == str(deploy["stable_version"])
+                and actor.ensure_controller(ctx.workspace, ctx.recipe.app_name, self._ports(ctx))):
+            # The same rollout, its controller gone with its cluster: a new one goes on from the
+            # saved state. (With a controller alive, starting it again is refused below.)
+            ctx.progress(f"{step.address}: the {RolloutSpec.from_dict(saved.spec).strategy} rollout "
+                         f"of version {saved.candidate_version} against {saved.stable_version} "
+                         f"resumes at step {saved.phase_index + 1} from the saved state, with a new "
+                         "controller")
+            _save_steps(store, ctx.recipe.name, {"rollout_id": saved.rollout_id,
+                                                 "fingerprints": {}})
+            return None
         spec = _spec(step, ctx)
         ctx.progress(f"{step.address}: starting a {spec.strategy} rollout of version "
                      f"{deploy['candidate_version']} against {deploy['stable_version']}")

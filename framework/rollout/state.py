@@ -147,10 +147,14 @@ class StateStore:
                 os.close(dir_fd)
 
     def read_audit(self, rollout_id: str | None = None) -> list[dict[str, Any]]:
-        """Audit records in order, optionally only one rollout's; a torn last line is skipped."""
+        """Audit records in order, optionally only one rollout's; a torn last line is skipped.
+
+        An audit log that cannot be read (none yet, or unreadable) reads as empty: `loom rollout
+        status` still answers, and the controller's problem in the state says what is wrong.
+        """
         try:
             lines = self.audit_path.read_text().splitlines()
-        except FileNotFoundError:
+        except OSError:
             return []
         out = []
         for line in lines:

@@ -46,9 +46,15 @@ def _worker(url: str, key: str, ids: list[str], schedule: list[tuple[int, float]
         try:
             conn.request("POST", parts.path, body, headers)
             resp = conn.getresponse()
-            data = json.loads(resp.read() or b"{}")
-            rec.update(status=resp.status, version=data.get("model_version"),
-                       fallback=data.get("fallback"), degraded=data.get("degraded"))
+            raw = resp.read()
+            rec["status"] = resp.status
+            try:
+                data = json.loads(raw or b"{}")
+            except ValueError:  # not Loom's JSON: Serve's proxy answered for a dead replica
+                data = {}
+                rec["error"] = f"not JSON: {raw[:200]!r}"
+            rec.update(version=data.get("model_version"), fallback=data.get("fallback"),
+                       degraded=data.get("degraded"))
         except Exception as exc:  # a failed request is data here, not a crash
             rec.update(status=0, error=f"{type(exc).__name__}: {exc}")
             conn.close()

@@ -99,11 +99,17 @@ class ServeBackend:
         _refuse_foreign_route(ctx)
         current = traffic.current_user_config(model_id)
         rollout = WorkspaceState(ctx.workspace).rollout(model_id) or {}
-        user_config = _next_user_config(current, model, rollout.get("status") == "running")
+        running = rollout.get("status") == "running"
+        # An app lost with its cluster (`loom down`, a crash) comes back as it served, never with
+        # the recipe's version promoted to stable unanalysed: a running rollout's last desired
+        # config, else the champion (the version that served as stable) with this one beside it.
+        restored = _restored(ctx, model, rollout) if current is None else None
+        user_config = _next_user_config(restored or current, model, running)
         registry = _Registry.of(ctx, model)
         candidate = (user_config["slots"].get("candidate") or {}).get("version")
         if registry is not None and candidate == str(model["version"]) \
-                and (user_config is not current or self.retry_rejected):
+                and (user_config is not (current if current is not None else restored)
+                     or self.retry_rejected):
             registry.refuse_rejected(candidate, self.retry_rejected)
         try:
             args = cfg.app_args(ctx.recipe, ctx.workspace, ctx.project_dir, self.features, self.stats,
@@ -115,7 +121,8 @@ class ServeBackend:
                      f"{(user_config['slots']['candidate'] or {}).get('version', '-')})")
         # A new candidate: the extra replica starts first, so while Serve reconfigures replicas
         # one at a time to load the candidate, another replica keeps answering.
-        surge = current is not None and user_config is not current  # a new candidate
+        base = current if current is not None else restored
+        surge = current is not None and user_config is not base  # a new candidate
         if surge and not traffic.set_surge(model_id, True):
             ctx.progress(f"note: no room on the cluster for serving.surge_replicas more replicas of "
                          f"'{model_id}' within {traffic.SURGE_WAIT_S:g} s; going on without them "
@@ -126,7 +133,12 @@ class ServeBackend:
         traffic.ensure_gateway(serving.route_prefix, serving.max_body_bytes,
                                {"body_read_s": serving.timeouts.body_read_s,
                                 "request_s": serving.timeouts.request_s})
-        if registry is not None and current is None:  # a first deploy: its stable is the champion
+        if restored is not None:
+            ctx.progress(f"restored Serve application '{model_id}' as it served before it was "
+                         f"lost: stable {user_config['slots']['stable']['version']}"
+                         + (f", the rollout of {rollout.get('candidate', {}).get('version')} "
+                            "resumes from the saved state" if running else ""))
+        elif registry is not None and current is None:  # a first deploy: its stable is the champion
             registry.champion(user_config["slots"]["stable"]["version"])
         return self._record(step, ctx, args, user_config, version=str(model["version"]))
 
@@ -189,6 +201,30 @@ def _refuse_foreign_route(ctx: RunContext) -> None:
             "env.project and serving.route_prefix, e.g. env.project=teamb "
             "serving.route_prefix=/teamb."
         )
+
+
+def _restored(ctx: RunContext, model: dict[str, Any], rollout: dict[str, Any]) -> dict | None:
+    """What the app served before it was lost, for a recipe deployed before; None otherwise.
+
+    A running rollout owns the app: its last desired ``user_config`` (stable, candidate, weights)
+    comes back and its controller resumes. Else the registry's champion names the version that
+    served as stable; the recipe's version, when another, is loaded beside it as a candidate.
+    """
+    section = WorkspaceState(ctx.workspace).recipe(ctx.recipe.name) or {}
+    if not any(a.startswith("serving.deploy") for a in (section.get("serving") or {})):
+        return None  # never deployed: a first deploy
+    if rollout.get("status") == "running" and rollout.get("user_config"):
+        return rollout["user_config"]
+    registry = _Registry.of(ctx, model)
+    champion = registry.promoter.champion() if registry is not None else None
+    if champion is None or champion == str(model["version"]):
+        return None
+    from framework.backends.model_registry.tracking import tracking_uri
+    from framework.backends.model_registry.versions import resolve_model
+    from framework.backends.ray_serve.config import initial_user_config
+
+    stable = resolve_model(tracking_uri(ctx.recipe, ctx.workspace), ctx.recipe.model_id, champion)
+    return initial_user_config(stable)
 
 
 def _next_user_config(current: dict | None, model: dict[str, Any],

@@ -2,118 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 import time
-from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "scripts" / "bench"))
-
-import bench_rollout as B  # noqa: E402
+from rollout_helpers import B, KEY, LOOSE_PSI, ROOT
+from rollout_helpers import analyses as _analyses, audit as _audit, run as _run
+from rollout_helpers import spec as _spec, traffic_changes as _traffic
 
 pytestmark = pytest.mark.integration
-KEY = "test-key-0123456789"
-#: The two demo models differ on purpose (5 vs 12 rounds), so their score distributions do too;
-#: these tests judge errors and latency, and a PSI limit that only a broken model would pass.
-LOOSE_PSI = 50.0
-#: These tests judge what a switch or a weight change does to requests, not the deadlines: a
-#: 2-core CI node at 150 requests/s (doubled by shadowing) can stall a replica past the default
-#: 1 s model deadline, whose fallback answer (model_version None) is right there but not what
-#: is judged here. Deadlines have their own tests (tests/integration/serving/test_serving_http.py).
-LOOSE_DEADLINES = ("++serving.timeouts.model_ms=20000",
-                   "++serving.timeouts.feature_lookup_ms=20000", "++serving.timeouts.request_s=60")
-
-
-@pytest.fixture(scope="module")
-def app(ray_session, sample_data, tmp_path_factory):
-    """The churn app on Serve: version 1 stable, version 2 loaded at 0%, cache off."""
-    from ray import serve
-
-    from framework.backends.ray_serve import traffic
-
-    os.environ["LOOM_API_KEY"] = KEY
-    tmp = tmp_path_factory.mktemp("rollout-app")
-    info = B.deploy_demo_app(sample_data, tmp, B.free_port(), overrides=LOOSE_DEADLINES)
-    yield info
-    from framework.rollout import actor
-
-    from framework.serving.stats import drop_stats
-
-    actor._stop_actor("churn")  # a controller left by a failed test must not outlive Serve
-    traffic.delete_app("churn")
-    drop_stats("churn")
-    serve.shutdown()
-
-
-@pytest.fixture
-def fresh(app, tmp_path):
-    """Slots reset to stable 1 / candidate 2 at 0%; a workspace and a file registry per test."""
-    from framework.backends.ray_serve import traffic
-    from framework.rollout.engines import real_ports
-    from framework.rollout.fakes import FilePromoter
-
-    def reset(**fault: float) -> None:
-        current = traffic.current_user_config("churn")
-        traffic.update_user_config("churn", {
-            "slots": {"stable": B.demo_slot(app["models"], "1"),
-                      "candidate": B.demo_slot(app["models"], "2", **fault)},
-            "candidate_weight": 0, "shadow_percent": 0,
-            "config_version": int(current["config_version"]) + 1},
-            surge=True)  # as serving.deploy loads a candidate
-
-    promoter = FilePromoter(str(tmp_path / "registry.json"), champion="1")
-    return {"reset": reset, "ws": tmp_path / "ws", "promoter": promoter, "tmp": tmp_path,
-            "ports": functools.partial(real_ports, "churn", promoter)}
-
-
-def _spec(strategy: str, **kw: Any):
-    from framework.rollout.phases import spec_from_recipe
-    from framework.spec.rollout import BlueGreen, Canary
-
-    model = Canary if strategy == "canary" else BlueGreen
-    analysis = {"min_requests": 20, "max_prediction_psi": LOOSE_PSI, "max_p99_latency_ms": 2000,
-                "max_latency_ratio": 10, **kw.pop("analysis", {})}
-    return spec_from_recipe(model.model_validate({"strategy": strategy, "analysis": analysis, **kw}))
-
-
-def _run(app, fresh, spec, rps: float, n: int, until=None, load_until_end: bool = False):
-    """Load from a second process; the rollout starts 1 s into it. Returns (records, status).
-
-    ``load_until_end``: the load goes on (up to ``n`` requests) until the rollout has ended, so a
-    slow rollout is never judged on windows without traffic.
-    """
-    from framework.rollout import actor
-
-    out, stop = fresh["tmp"] / "load.jsonl", fresh["tmp"] / "load.stop"
-    proc = B.spawn_load(app["url"], out, rps=rps, n=n, key=KEY,
-                        stop_file=stop if load_until_end else None)
-    try:
-        time.sleep(1.0)
-        actor.start(fresh["ws"], "churn", spec, fresh["ports"])
-        if until is not None:
-            until()
-        final = actor.wait(fresh["ws"], "churn", progress=lambda line: None, timeout_s=120)
-    finally:
-        stop.touch()
-        assert proc.wait(timeout=180) == 0
-    return B.read_records(out), final
-
-
-def _traffic(fresh) -> list[dict[str, Any]]:
-    from framework.rollout.state import StateStore
-
-    out: list[dict[str, Any]] = []
-    for r in StateStore(fresh["ws"], "churn").read_audit():
-        # a controller taking over re-applies the weights it holds: same weight, no change
-        if r["event"] == "traffic" and (not out or out[-1]["weight"] != r["weight"]):
-            out.append(r)
-    return out
 
 
 def test_blue_green_switch_under_load_fails_nothing(app, fresh):
@@ -215,16 +112,6 @@ def test_controller_restart_mid_rollout_resumes(app, fresh):
     later = [a for a in _analyses(fresh) if a["ts"] > resumed[0]["ts"]]
     assert later and later[0]["phase"] == resumed[0]["phase"]
     assert [r for r in records if r["status"] != 200] == []
-
-
-def _audit(fresh, event: str) -> list[dict[str, Any]]:
-    from framework.rollout.state import StateStore
-
-    return [r for r in StateStore(fresh["ws"], "churn").read_audit() if r["event"] == event]
-
-
-def _analyses(fresh) -> list[dict[str, Any]]:
-    return _audit(fresh, "analysis")
 
 
 def _plan_steps(*overrides: str):

@@ -9,7 +9,6 @@ import random
 from collections import Counter
 
 import numpy as np
-import pytest
 
 from framework.serving.metrics import NullMetrics
 from framework.serving.predictor import Predictor
