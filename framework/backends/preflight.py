@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TITLE = "Preflight: data does not match the recipe"
 SECRETS_TITLE = "Preflight: secrets the plan needs are not available"
 RESOURCES_TITLE = "Preflight: the plan does not fit the Ray cluster"
+NODE_LOCAL_TITLE = "Preflight: stores only this machine reaches, for a cluster of several"
 CHECKS_TITLE = "Preflight: data checks failed; training is blocked until they pass"
 #: Step kinds that read the recipe's data files (sources must match the recipe).
 DATA_KINDS = frozenset({"feast.view", "feast.materialize", "training.dataset", "training.tune",
@@ -30,6 +31,9 @@ DATA_KINDS = frozenset({"feast.view", "feast.materialize", "training.dataset", "
 #: Step kinds whose backends open the Feast store (a Redis online store needs its password).
 STORE_KINDS = ("feast.entity", "feast.view", "feast.service", "feast.materialize",
                "training.dataset", "serving.deploy", "rollout.step")
+#: The keys of ``shared_stores.node_local_problems`` (kept here: that module is imported lazily).
+NODE_LOCAL_KEYS = ("features.store.online.type", "features.store.registry", "registry.tracking_uri",
+                   "env.storage_path")
 #: Step kinds that start or reconfigure serving replicas (they hash the API keys).
 SERVING_KINDS = ("serving.deploy", "rollout.step")
 
@@ -50,12 +54,14 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
     from framework.api import workspace_of
     from framework.backends.feast.sources import check_sources
     from framework.backends.resources import resource_problems
+    from framework.backends.shared_stores import node_local_problems
 
     kinds = set(kinds)
     problems = check_sources(recipe, project_dir) if kinds & DATA_KINDS else []
     if kinds & DATA_KINDS:
         problems += data_check_problems(recipe, project_dir)
     problems += secret_problems(recipe, kinds, project_dir)
+    problems += node_local_problems(recipe, kinds)
     problems += resource_problems(recipe, kinds, workspace_of(recipe, project_dir))
     return [Problem(path=p.path, message=p.message, file=p.file or origin(p.path), value=p.value,
                     has_value=p.has_value, hint=p.hint) for p in problems]
@@ -69,7 +75,10 @@ def raise_for(problems: list[Problem]) -> None:
         raise RecipeError(problems, title=CHECKS_TITLE)
     if all(_is_resource(p) for p in problems):
         raise RecipeError(problems, title=RESOURCES_TITLE)
-    data = any(not _is_secret(p) and not _is_resource(p) for p in problems)
+    if all(p.path in NODE_LOCAL_KEYS for p in problems):
+        raise RecipeError(problems, title=NODE_LOCAL_TITLE)
+    data = any(not _is_secret(p) and not _is_resource(p) and p.path not in NODE_LOCAL_KEYS
+               for p in problems)
     raise RecipeError(problems, title=TITLE if data else SECRETS_TITLE)
 
 

@@ -74,7 +74,8 @@ def build_lookup(settings: dict[str, Any], keys: list[str], feature_names: list[
     """The lookup a replica uses, from the plain settings in the app's args.
 
     ``type``: ``feast`` (``repo_dir``, ``feature_service``, optional ``ttl_s``: view -> seconds,
-    read from the Feast registry when absent), ``memory`` (``rows`` or ``path``) or ``none``.
+    read from the Feast registry when absent, optional ``config``: the repo's settings inline,
+    for nodes that cannot read ``repo_dir``), ``memory`` (``rows`` or ``path``) or ``none``.
     The Feast client is imported here, inside the replica, never by the driver.
     """
     kind = settings.get("type", "none")
@@ -82,7 +83,8 @@ def build_lookup(settings: dict[str, Any], keys: list[str], feature_names: list[
         from framework.backends.feast.online import OnlineFeatureClient
 
         return OnlineFeatureClient.from_workspace(settings["repo_dir"], settings["feature_service"],
-                                                  feature_names, settings.get("ttl_s"))
+                                                  feature_names, settings.get("ttl_s"),
+                                                  settings.get("config"))
     if kind == "memory":
         rows = settings.get("rows")
         if rows is None:

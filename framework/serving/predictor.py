@@ -27,7 +27,7 @@ from framework.serving.problems import ApiError
 from framework.serving.schemas import Instance
 from framework.serving.score_bins import count_bins, shared_edges
 from framework.serving.settings import AppArgs
-from framework.serving.slots import ModelFault, Slot, SlotTable, load_booster
+from framework.serving.slots import ModelFault, Slot, SlotTable, fetch_version, load_booster
 from framework.serving.stats import StatsRecorder
 from framework.serving.watch import Watch
 
@@ -59,7 +59,7 @@ class Predictor(EventScoring):
         self.types = dict(args.feature_types)
         self.cache = (AnswerCache(s.cache.max_entries, s.cache.ttl_s, max_bytes=s.cache.max_bytes)
                       if s.cache.enabled else None)
-        self.slots = SlotTable(defaults=(self.names, args.task, s.labels))
+        self.slots = SlotTable(defaults=(self.names, args.task, s.labels), model_store=args.model_store)
         # Fallback models have no contract: they read the app's features, task and labels.
         self._app_codec = VersionCodec(None, self.names, args.task, s.labels)
         self.entities = EntityChecker(dict(args.entity_keys), s.max_entity_key_chars)
@@ -73,7 +73,10 @@ class Predictor(EventScoring):
         self.rules = compile_rules(rules[0].rules) if rules else []
         default = [lvl for lvl in s.fallback if lvl.type == "default"]
         self.default = default[0] if default else None
-        self.fallback_models = [(m.version, load_booster(m.model_path)) for m in args.fallback_models]
+        self.fallback_models = [
+            (m.version, load_booster(fetch_version(args.model_store, m.model_uri)[0]
+                                     if args.model_store and m.model_uri else m.model_path))
+            for m in args.fallback_models]
         self.watch = Watch(args, self.metrics, replica or f"pid{os.getpid()}", lookup)  # drift, log
         self._score_edges = shared_edges(args.task, None)  # regression: set with the stable slot
 

@@ -27,6 +27,7 @@ class FallbackModel(BaseModel):
     name: str
     version: str
     model_path: str
+    model_uri: str = ""
 
 
 class AppArgs(BaseModel):
@@ -49,6 +50,10 @@ class AppArgs(BaseModel):
     )
     api_keys: list[KeyRecord] = Field(default_factory=list)
     fallback_models: list[FallbackModel] = Field(default_factory=list)
+    model_store: str = Field(
+        default="", description="An MLflow server (tracking URI, no credentials) every version is "
+        "downloaded from by its model_uri, into a cache on the replica's node; empty: the model "
+        "files are on this machine (model_path).")
     stats: bool = Field(default=True, description="Ship per-request samples to the stats actor.")
     metrics: bool = Field(default=True, description="Export Prometheus metrics (monitoring.enabled).")
     drift: dict[str, Any] | None = Field(

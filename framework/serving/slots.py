@@ -56,6 +56,45 @@ def load_booster(path: str) -> Any:
     return booster
 
 
+def fetch_version(model_store: str, model_uri: str) -> tuple[str, str | None]:
+    """The local UBJ file (and training profile) of ``models:/NAME/VERSION``, downloaded once from
+    the MLflow server ``model_store`` into this node's cache (a 0700 directory of this user's).
+
+    Raises:
+        ValueError: ``model_uri`` is not a registry URI.
+        BackendError: the server or the version cannot be reached (the message names them).
+    """
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from framework.backends.model_registry.versions import resolve_model
+
+    name, _, version = model_uri.removeprefix("models:/").partition("/")
+    if not model_uri.startswith("models:/") or not name or not version:
+        raise ValueError(f"model_uri {model_uri!r}: a replica downloads models:/NAME/VERSION only")
+    root = Path(tempfile.gettempdir()) / f"loom-models-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    info = root.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{root} is not this user's own 0700 directory: remove it")
+    target = root / hashlib.sha256(model_store.encode()).hexdigest()[:12] / name / version
+    if not target.is_dir():
+        # Into a fresh directory first, then renamed: another replica on this node never reads
+        # half a download, and whichever rename comes second finds the first one's copy.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
+        resolve_model(model_store, name, version, dst_dir=fresh)
+        try:
+            fresh.rename(target)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(fresh, ignore_errors=True)
+    model = resolve_model(model_store, name, version, dst_dir=target)  # nothing left to download
+    return model["model_path"], model.get("profile_path")
+
+
 def _warm(booster: Any) -> None:
     # XGBoost's first predict sets up its predictor (~25 ms): paid here, at load, not by a request.
     import numpy as np
@@ -79,6 +118,8 @@ class SlotTable:
     record_samples: bool = False  # a rollout's controller reads per-request samples meanwhile
     #: (feature names, task, labels) of the app, for versions registered without a contract.
     defaults: tuple[list[str], str, Any] = (["x"], "binary", None)
+    #: The MLflow server versions are downloaded from (``AppArgs.model_store``); "": model_path.
+    model_store: str = ""
     _boosters: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def apply(self, user_config: dict[str, Any]) -> set[str]:
@@ -112,7 +153,9 @@ class SlotTable:
     def _slot(self, spec: Any) -> Any:
         if spec is None:
             return None
-        version, path = spec.version, spec.model_path
+        version, path, profile = spec.version, spec.model_path, spec.profile_path
+        if self.model_store:
+            path, profile = fetch_version(self.model_store, spec.model_uri)
         booster = self._boosters.get((version, path))
         if booster is None:
             booster = self._boosters[(version, path)] = load_booster(path)
@@ -126,7 +169,7 @@ class SlotTable:
             fault = None
         return Slot(version, path, spec.model_uri, booster,
                     fault.error_rate if fault else 0.0, fault.extra_latency_ms if fault else 0.0,
-                    VersionCodec(spec.contract, *self.defaults), spec.profile_path)
+                    VersionCodec(spec.contract, *self.defaults), profile)
 
     def pick(self, rng: random.Random) -> tuple[str, Slot]:
         """The role and slot that answers one request, by ``candidate_weight`` percent."""

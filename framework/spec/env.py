@@ -56,6 +56,17 @@ class Env(Spec):
         "workspace's own head (127.0.0.1, token auth), started when a command needs it.",
         json_schema_extra=ENV_DRIVEN,
     )
+    storage_path: str = Field(
+        default="",
+        pattern=r"^(|/.*|(s3|gs|gcs|abfs|hdfs)://.+)$",
+        description="Where Ray Train and Ray Tune keep a run's checkpoints and results while it "
+        "lasts (removed when it ends; the model itself goes to the MLflow registry). Empty: "
+        "<workspace_dir>/ray_results, on this machine. On a multi-node cluster every worker writes "
+        "there, so it must be a place every node reaches: s3://bucket/prefix (credentials from the "
+        "nodes' AWS_* environment, never the recipe) or an absolute path on a filesystem every "
+        "node mounts.",
+        json_schema_extra=ENV_DRIVEN,
+    )
     ray_num_cpus: int | None = Field(
         default=None, ge=1, description="CPUs for an embedded local Ray; null uses every core."
     )

@@ -1,8 +1,9 @@
 """The ``features`` section: entities, feature views, the model's feature service and the stores."""
 
 from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from framework.spec.base import ENV_DRIVEN, Name, SecretRef, Spec, WorkspacePath
 
@@ -113,6 +114,25 @@ class Store(Spec):
     offline: OfflineStore = Field(
         default_factory=lambda: DuckdbOfflineStore(type="duckdb"), description="Offline store."
     )
+    registry: str = Field(
+        default="",
+        pattern=r"^(|(postgresql|postgresql\+psycopg|mysql|mysql\+pymysql|sqlite)://.+)$",
+        description="Where Feast keeps its registry (the definitions of entities, views and "
+        "services). Empty: a file in the workspace, which only this machine reads. On a "
+        "multi-node cluster every serving replica reads it, so give a SQL registry every node "
+        "reaches: postgresql+psycopg://user@host:5432/db (the password from the nodes' PGPASSWORD "
+        "or ~/.pgpass, never the recipe). One database may hold many projects.",
+        json_schema_extra=ENV_DRIVEN,
+    )
+
+    @field_validator("registry")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if value and urlsplit(value).password:
+            raise ValueError("A registry URL may not carry a password (user:password@): it would "
+                             "reach plans, logs and Serve's config. Give it to the nodes as "
+                             "PGPASSWORD (or ~/.pgpass) and keep only user@host in the URL")
+        return value
 
 
 class Features(Spec):

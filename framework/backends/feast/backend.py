@@ -82,7 +82,7 @@ class FeastBackend:
     # -- registry objects ------------------------------------------------------------------------
 
     def _registry_object(self, kind: str, name: str, ctx: "RunContext") -> Any:
-        if not repo.registry_path(ctx.workspace, ctx.recipe.project).exists():
+        if not repo.has_registry(ctx.recipe, ctx.workspace):
             return None  # nothing applied yet; do not create a registry just to look
         from feast.errors import FeastObjectNotFoundException
 

@@ -69,8 +69,10 @@ def _typed_row(ctx: "RunContext", entity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_repo(ctx: "RunContext") -> None:
-    from framework.backends.feast.repo import registry_path
+    from framework.backends.feast.repo import has_registry, registry_path, repo_dir
 
     path = registry_path(ctx.workspace, ctx.recipe.project)
-    if not path.exists():
+    if ctx.recipe.features.store.registry:  # a SQL registry: the repo written at apply
+        path = repo_dir(ctx.workspace, ctx.recipe.project) / "feature_store.yaml"
+    if not has_registry(ctx.recipe, ctx.workspace) or not path.exists():
         raise BackendError(f"No Feast registry at {path}: run `loom launch recipe={ctx.recipe.name}` first.")

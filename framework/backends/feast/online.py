@@ -17,12 +17,13 @@ class OnlineFeatureClient:
     """
 
     def __init__(self, store: Any, service: Any, feature_names: list[str], repo_dir: str,
-                 ttl_s: dict[str, int] | None = None) -> None:
+                 ttl_s: dict[str, int] | None = None, config: dict[str, Any] | None = None) -> None:
         self._store = store
         self._service = service
         self.feature_names = list(feature_names)
         self.repo_dir = repo_dir
         self._ttl_arg = ttl_s
+        self._config = config
         self._expiring = _expiring_features(store, service, ttl_s)
         self.expired = 0
         """Values read older than their view's TTL, and so returned as None, since construction."""
@@ -33,7 +34,8 @@ class OnlineFeatureClient:
 
     @classmethod
     def from_workspace(cls, repo_dir: str, service_name: str, feature_names: list[str],
-                       ttl_s: dict[str, int] | None = None) -> "OnlineFeatureClient":
+                       ttl_s: dict[str, int] | None = None,
+                       config: dict[str, Any] | None = None) -> "OnlineFeatureClient":
         """Open the Feast repo at ``repo_dir`` and resolve the feature service (and view TTLs) once.
 
         Args:
@@ -42,28 +44,32 @@ class OnlineFeatureClient:
             service_name: the model's feature service (``features.service.name``).
             feature_names: the model's input columns, in order (``Recipe.feature_names()``).
             ttl_s: view name -> ``ttl_s`` (0 = forever); read from the Feast registry when None.
+            config: the ``feature_store.yaml`` content itself (``repo.inline_config``), for a node
+                that cannot read ``repo_dir``: a SQL registry and a Redis online store; ``${VAR}``
+                in it is expanded from this process's environment, as Feast does for the file.
 
         Raises:
             BackendError: the repo or the service is missing (run ``loom launch recipe=NAME`` first).
         """
         from feast import FeatureStore
 
-        if not (Path(repo_dir) / "feature_store.yaml").is_file():
+        if config is None and not (Path(repo_dir) / "feature_store.yaml").is_file():
             raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch recipe=NAME` for this "
                                "recipe first.")
         try:
-            store = FeatureStore(repo_path=str(repo_dir))
+            store = FeatureStore(repo_path=str(repo_dir)) if config is None else \
+                FeatureStore(config=_repo_config(config))
             service = store.get_feature_service(service_name, allow_cache=False)
         except Exception as exc:  # noqa: BLE001 - Feast raises many types here
             raise BackendError(
                 f"features.service.name: feature service '{service_name}' is not in the Feast registry "
                 f"at {repo_dir} ({exc}). Run `loom launch recipe=NAME` for this recipe first."
             ) from exc
-        return cls(store, service, feature_names, str(repo_dir), ttl_s)
+        return cls(store, service, feature_names, str(repo_dir), ttl_s, config)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (OnlineFeatureClient.from_workspace,
-                (self.repo_dir, self._service.name, self.feature_names, self._ttl_arg))
+                (self.repo_dir, self._service.name, self.feature_names, self._ttl_arg, self._config))
 
     def get(self, entity_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Feature values for each entity row, in order; a missing value is None.
@@ -98,6 +104,15 @@ class OnlineFeatureClient:
         call (freshness: how old the served value was); views read nothing are left out."""
         ages, self._ages = self._ages, {}
         return {view: (int(n), total / n, top) for view, (n, total, top) in ages.items() if n}
+
+
+def _repo_config(config: dict[str, Any]) -> Any:
+    import json
+    import os
+
+    from feast.repo_config import RepoConfig
+
+    return RepoConfig(**json.loads(os.path.expandvars(json.dumps(config))))
 
 
 def _count_ages(proto: Any, stamped: list[tuple[str, str]], ages: dict[str, list[float]],

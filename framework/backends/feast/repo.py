@@ -59,12 +59,38 @@ def config_dict(recipe: "Recipe", workspace: Path, for_file: bool = False) -> di
     return {
         "project": recipe.project,
         "provider": "local",
-        "registry": {"registry_type": "file",
-                     "path": REGISTRY_FILE if for_file else str(repo / REGISTRY_FILE)},
+        "registry": registry_config(recipe, repo, for_file),
         "online_store": online_cfg,
         "offline_store": {"type": recipe.features.store.offline.type},
         "entity_key_serialization_version": 3,
     }
+
+
+def registry_config(recipe: "Recipe", repo: Path, for_file: bool = False) -> dict[str, Any]:
+    """Feast's ``registry`` setting: the project's file in the repo, or the recipe's SQL registry
+    (``features.store.registry``), which every node of a cluster reaches."""
+    url = recipe.features.store.registry
+    if not url:
+        return {"registry_type": "file", "path": REGISTRY_FILE if for_file else str(repo / REGISTRY_FILE)}
+    # Definitions change at deploys only; replicas resolve their feature service once at start.
+    return {"registry_type": "sql", "path": url, "cache_ttl_seconds": 60,
+            "sqlalchemy_config_kwargs": {"pool_pre_ping": True}}
+
+
+def has_registry(recipe: "Recipe", workspace: Path) -> bool:
+    """Whether the project's registry may hold objects: its file exists, or it is a SQL registry
+    (whose tables Feast creates on first use)."""
+    return bool(recipe.features.store.registry) or registry_path(workspace, recipe.project).exists()
+
+
+def inline_config(recipe: "Recipe", workspace: Path) -> dict[str, Any]:
+    """``feature_store.yaml`` as replicas on any node read it from their args: no path of this
+    machine inside (a SQLite online store keeps its absolute path: a loopback cluster only) and a
+    Redis password as the ``${VAR}`` the replica's environment expands."""
+    config = config_dict(recipe, workspace, for_file=True)
+    if config["online_store"]["type"] == "sqlite":
+        config["online_store"]["path"] = str(Path(workspace).resolve() / recipe.features.store.online.path)
+    return config
 
 
 def _redis_connection(online: Any, for_file: bool) -> str:

@@ -335,7 +335,7 @@ def _fallback_models(ctx: RunContext) -> list[dict[str, str]]:
                          f"is not available ({redact_uri(str(exc))}); that fallback level is skipped")
             continue
         resolved.append({"name": level.model_name, "version": model["version"],
-                         "model_path": model["model_path"]})
+                         "model_path": model["model_path"], "model_uri": model["model_uri"]})
     return resolved
 
 

@@ -45,15 +45,19 @@ def entity_keys(recipe: Any) -> dict[str, str]:
 
 
 def feast_settings(recipe: Any, workspace: Path) -> dict[str, Any]:
-    """How replicas reach the online store: the generated Feast repo, the feature service and each
-    view's ``ttl_s`` (in the args, so a changed TTL restarts the replicas that enforce it)."""
-    from framework.backends.feast.repo import repo_dir
+    """How replicas reach the online store: the generated Feast repo (or, with a SQL registry, its
+    settings inline), the feature service and each view's ``ttl_s`` (in the args, so a changed TTL
+    restarts the replicas that enforce it)."""
+    from framework.backends.feast.repo import inline_config, repo_dir
 
     views = recipe.features.views
-    return {"type": "feast", "repo_dir": str(repo_dir(Path(workspace).resolve(), recipe.project)),
-            "feature_service": recipe.features.service.name,
-            "ttl_s": {view: views[view].ttl_s for view in dict.fromkeys(v for v, _ in recipe.feature_refs())
-                      if view in views}}
+    settings = {"type": "feast", "repo_dir": str(repo_dir(Path(workspace).resolve(), recipe.project)),
+                "feature_service": recipe.features.service.name,
+                "ttl_s": {view: views[view].ttl_s for view in
+                          dict.fromkeys(v for v, _ in recipe.feature_refs()) if view in views}}
+    if recipe.features.store.registry:  # every node reads the SQL registry: no repo dir needed
+        settings["config"] = inline_config(recipe, workspace)
+    return settings
 
 
 def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
@@ -87,9 +91,26 @@ def app_args(recipe: Any, workspace: Path, project_dir: Path | None = None,
         drift=drift_settings(recipe),
         prediction_log=prediction_log_settings(recipe, workspace),
         fallback_models=fallback_models or [],
+        model_store=model_store(recipe),
         deployment_name=DEPLOYMENT,
     )
     return args.model_dump(mode="json")
+
+
+def model_store(recipe: Any) -> str:
+    """The MLflow server replicas download versions from: ``registry.tracking_uri`` when it is a
+    server (``http(s)://``), without credentials (replicas authenticate with the
+    ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``/``_TOKEN`` of their own environment); "" for a store
+    on this machine, whose files the replicas read where the registry step put them."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = recipe.registry.tracking_uri or ""
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 def drift_settings(recipe: Any) -> dict[str, Any] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +12,7 @@ from framework.backends.data_quality import OUTPUTS_KEY, check_before_apply, rem
 from framework.backends.evaluation import evaluate
 from framework.backends.ray_train.dataset import Splits, load_splits
 from framework.backends.ray_train.params import booster_params, stopping_metric
+from framework.backends.run_storage import remove_run, storage_path
 from framework.compile.contract import Contract, parse, recipe_contract
 from framework.compile.fingerprint import short
 from framework.errors import DataError
@@ -112,7 +112,7 @@ class RayTrainBackend:
                 result = run_train_job(job, arrays, splits.feature_names, splits.xgb_types,
                                        progress=ctx.progress)
         finally:
-            shutil.rmtree(Path(job.storage_path) / job.name, ignore_errors=True)
+            remove_run(job.storage_path, job.name)
         metric = stopping_metric(params)
         best = result.evals.get(metric, [float("nan")])[result.best_iteration]
         ctx.progress(f"trained: {result.rounds} rounds (best {result.best_iteration + 1}), "
@@ -161,7 +161,7 @@ def make_job(step: "Step", ctx: "RunContext", params: dict[str, Any]) -> "TrainJ
         early_stopping_rounds=model.early_stopping_rounds, num_workers=scaling.num_workers,
         cpus_per_worker=scaling.cpus_per_worker, use_gpu=scaling.use_gpu,
         max_failures=scaling.max_failures, resource_wait_s=scaling.resource_wait_s,
-        storage_path=str(Path(ctx.workspace).resolve() / "ray_results"),
+        storage_path=storage_path(ctx.recipe, ctx.workspace),
         # A fresh name per run: Train V2 resumes a run whose name and storage path already exist.
         name=f"train-{ctx.recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.backends.ray_train.dataset import load_splits
 from framework.backends.ray_train.params import booster_params
+from framework.backends.run_storage import remove_run, storage_path
 from framework.compile.fingerprint import short
 from framework.errors import BackendError, DataError
 
@@ -53,7 +52,7 @@ class RayTuneBackend:
             with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
                 summary = run_sweep(job, data, progress=ctx.progress)
         finally:
-            shutil.rmtree(Path(job.storage_path) / job.name, ignore_errors=True)
+            remove_run(job.storage_path, job.name)
         ctx.progress(f"tuned: best {tuning.metric} {summary['best_metric']:.4f} of {summary['trials']} "
                      f"trials with {summary['best_params']}, {summary['elapsed_s']:.1f} s")
         return _log_sweep(step, ctx, summary)
@@ -93,7 +92,7 @@ def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None 
         metric=tuning.metric, mode=tuning.mode, task=recipe.task, num_samples=tuning.num_samples,
         scheduler=tuning.scheduler, max_concurrent=tuning.max_concurrent_trials,
         cpus_per_trial=scaling.cpus_per_worker, resource_wait_s=scaling.resource_wait_s,
-        storage_path=str(Path(ctx.workspace).resolve() / "ray_results"),
+        storage_path=storage_path(ctx.recipe, ctx.workspace),
         name=f"tune-{recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
         feature_types=list(feature_types or []),
     )

@@ -95,7 +95,7 @@ def test_a_view_missing_from_the_registry_says_what_to_run():
 def test_pickling_carries_the_given_ttls():
     # unpickling calls from_workspace with these (the real-Feast round trip: tests/integration/feast)
     _, args = client(FakeStore([1]), {"recent": 5}).__reduce__()
-    assert args == ("/repo", "svc", ["spend", "tenure", "visits"], {"recent": 5})
+    assert args == ("/repo", "svc", ["spend", "tenure", "visits"], {"recent": 5}, None)
 
 
 def test_drop_expired_leaves_fresh_and_absent_values():
