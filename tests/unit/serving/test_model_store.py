@@ -43,7 +43,8 @@ def registered(tmp_path, monkeypatch):
                             xgboost.DMatrix(np.array([[0.0], [1.0]] * 8), label=[0, 1] * 8), 2)
     path = tmp_path / "model.ubj"
     booster.save_model(str(path))
-    with mlflow.start_run() as run:
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp) as run:
         mlflow.log_artifact(str(path), artifact_path="model")
     register_version(client, "m", f"{run.info.artifact_uri}/model", run.info.run_id, {})
     return uri, booster
