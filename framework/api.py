@@ -303,6 +303,29 @@ def batch(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | 
     return run_batch(ctx, req)
 
 
+def optimize(args: list[str], templates: tuple[str, ...] = (), project_dir: Path | None = None,
+             version: str | None = None, alias: str | None = None,
+             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """``loom optimize``: compile a registered version (or reuse its checked library), check it
+    against XGBoost and time both at ``compiled.BATCH_SIZES`` rows; returns the table.
+
+    Raises:
+        BackendError: no such version, no C compiler, or the library predicts differently.
+    """
+    from framework.backends import compiled
+    from framework.backends.model_registry.tracking import tracking_uri
+    from framework.backends.model_registry.versions import resolve_model
+
+    loaded = validate(args, templates, project_dir)
+    recipe = loaded.recipe
+    ctx = context(recipe, loaded.project_dir, progress)
+    uri = tracking_uri(recipe, ctx.workspace)
+    model = resolve_model(uri, recipe.model_id, version or alias or recipe.registry.champion_alias)
+    progress(f"version {model['version']}: compiling (or reusing its library) and checking it "
+             "against XGBoost")
+    return compiled.optimize(uri, model, progress)
+
+
 def stream(action: str, args: list[str], templates: tuple[str, ...] = (),
            project_dir: Path | None = None,
            progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:

@@ -300,6 +300,15 @@ def cmd_batch(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(ns: argparse.Namespace) -> int:
+    from framework import api, ops
+
+    out = api.optimize(ns.args, tuple(ns.templates), ns.project, ns.version, ns.alias,
+                       progress=_progress)
+    print(json.dumps(out, indent=2, sort_keys=True) if ns.json else ops.render_optimize(out))
+    return 0
+
+
 def cmd_stream(ns: argparse.Namespace) -> int:
     from framework import api
     from framework.streaming.render import render_status
@@ -363,6 +372,7 @@ COMMANDS = {
     "registry": cmd_registry,
     "rollout": cmd_rollout,
     "batch": cmd_batch,
+    "optimize": cmd_optimize,
     "stream": cmd_stream,
     "monitor": cmd_monitor,
 }

@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read every row's features as of this time (rows without a timestamp column)")
     p.add_argument("--force", action="store_true", help="score again even if nothing changed")
 
+    p = sub.add_parser("optimize", help="time each predictor (XGBoost, the compiled model) on a "
+                                        "registered version at batch sizes 1 to 100,000")
+    _recipe_args(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", default=None, help="registered version number")
+    which.add_argument("--alias", default=None, help="registry alias (default: champion)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+
     p = sub.add_parser("stream", help="streaming inference: consumers that score a stream's events "
                                       "with the served model")
     p.add_argument("action", choices=["up", "status", "down"])

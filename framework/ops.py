@@ -182,3 +182,17 @@ def rollout_command(name: str, args: list[str], reason: str | None = None, templ
     ports = engines.ports_for(recipe, ws)
     kwargs = {"reason": reason} if reason else {}
     return format_status(getattr(actor, name)(ws, recipe.app_name, ports, **kwargs))
+
+
+def render_optimize(out: dict[str, Any]) -> str:
+    """The table ``loom optimize`` prints."""
+    lines = [f"{out['model']} version {out['version']}: the compiled model predicts what XGBoost "
+             f"predicts (within {out['tolerance']:g}); library {out['library']}", "",
+             f"{'rows per call':>14}  {'xgboost us/row':>15}  {'treelite us/row':>16}  {'speed-up':>8}"]
+    for row in out["table"]:
+        lines.append(f"{row['rows']:>14,}  {row['xgboost_us_per_row']:>15.3f}  "
+                     f"{row['treelite_us_per_row']:>16.3f}  {row['speedup']:>7.2f}x")
+    picks = out["auto_picks"]
+    lines += ["", f"Faster online (one row, what serving.predictor: auto picks): {picks['online']}; "
+                  f"faster for the largest batch: {picks['batch']} (batch jobs score with XGBoost)"]
+    return "\n".join(lines)

@@ -4,7 +4,8 @@ One model for both sides: the deploy step and the rollout controller build it, `
 it before Serve sees it (a bad reconfigure would fail the whole deployment), and replicas read it
 in ``reconfigure``. On the wire it is a plain JSON object::
 
-    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"][, "contract"][, "profile_path"]},
+    {"slots": {"stable": {"version", "model_path", "model_uri"[, "fault"][, "contract"][, "profile_path"]
+                          [, "compiled_path"]},
                "candidate": null | {...}, "previous": null | {...}},
      "candidate_weight": 0..100, "shadow_percent": 0..100, "config_version": int,
      "record_samples": bool}
@@ -48,6 +49,9 @@ class SlotSpec(_Doc):
     profile_path: str | None = Field(
         default=None, description="The version's training reference profile (JSON): the replicas "
         "bin features and scores in its bins (monitoring.drift).")
+    compiled_path: str | None = Field(
+        default=None, description="The version compiled to native code (serving.predictor), "
+        "checked against XGBoost by the deploy step; replicas predict with it instead.")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -97,7 +101,7 @@ class UserConfig(_Doc):
         """The JSON object Serve carries (slots without a fault have no ``fault`` key)."""
         doc = self.model_dump(mode="json")
         for slot in doc["slots"].values():
-            for key in ("fault", "contract", "profile_path"):
+            for key in ("fault", "contract", "profile_path", "compiled_path"):
                 if slot is not None and slot.get(key) is None:
                     slot.pop(key, None)
         return doc

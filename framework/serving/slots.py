@@ -44,21 +44,29 @@ class Slot:
                 "contract": contract.model_dump(mode="json") if contract is not None else None}
 
 
-def load_booster(path: str) -> Any:
-    """An XGBoost booster from a UBJ or JSON file (never pickle)."""
+def load_booster(path: str, compiled_path: str | None = None) -> Any:
+    """An XGBoost booster from a UBJ or JSON file (never pickle), or with ``compiled_path`` the
+    same version compiled to native code (``serving.predictor``), which answers ``inplace_predict``
+    alike."""
     import xgboost
 
     if not path.endswith((".ubj", ".json")):
         raise ValueError(f"model file {path!r}: Loom loads XGBoost .ubj or .json files only")
     booster = xgboost.Booster(model_file=path)
     booster.set_param({"nthread": 1})
+    if compiled_path:
+        from framework.serving.compiled import load_compiled
+
+        booster = load_compiled(compiled_path, booster)
     _warm(booster)
     return booster
 
 
-def fetch_version(model_store: str, model_uri: str) -> tuple[str, str | None]:
-    """The local UBJ file (and training profile) of ``models:/NAME/VERSION``, downloaded once from
-    the MLflow server ``model_store`` into this node's cache (a 0700 directory of this user's).
+def fetch_version(model_store: str, model_uri: str,
+                  compiled: bool = False) -> tuple[str, str | None, str | None]:
+    """The local UBJ file, training profile and (``compiled``) native library of
+    ``models:/NAME/VERSION``, downloaded once from the MLflow server ``model_store`` into this
+    node's cache (a 0700 directory of this user's).
 
     Raises:
         ValueError: ``model_uri`` is not a registry URI.
@@ -92,7 +100,17 @@ def fetch_version(model_store: str, model_uri: str) -> tuple[str, str | None]:
 
             shutil.rmtree(fresh, ignore_errors=True)
     model = resolve_model(model_store, name, version, dst_dir=target)  # nothing left to download
-    return model["model_path"], model.get("profile_path")
+    lib = None
+    if compiled:
+        from framework.backends.model_registry.versions import download_run_file
+        from framework.serving.compiled import LIB_FILE
+
+        got = download_run_file(model_store, model["run_id"], target, LIB_FILE)
+        if got is None:
+            raise ValueError(f"{model_uri} has no compiled library ({LIB_FILE}) in MLflow: deploy "
+                             "it again with serving.predictor set")
+        lib = str(got)
+    return model["model_path"], model.get("profile_path"), lib
 
 
 def _warm(booster: Any) -> None:
@@ -153,12 +171,13 @@ class SlotTable:
     def _slot(self, spec: Any) -> Any:
         if spec is None:
             return None
-        version, path, profile = spec.version, spec.model_path, spec.profile_path
+        version, path, profile, lib = (spec.version, spec.model_path, spec.profile_path,
+                                       spec.compiled_path)
         if self.model_store:
-            path, profile = fetch_version(self.model_store, spec.model_uri)
-        booster = self._boosters.get((version, path))
+            path, profile, lib = fetch_version(self.model_store, spec.model_uri, compiled=bool(lib))
+        booster = self._boosters.get((version, path, lib))
         if booster is None:
-            booster = self._boosters[(version, path)] = load_booster(path)
+            booster = self._boosters[(version, path, lib)] = load_booster(path, lib)
         from framework.serving.encoding import VersionCodec
 
         fault = spec.fault

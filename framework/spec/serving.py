@@ -189,6 +189,16 @@ class Serving(Spec):
     num_cpus_per_replica: float = Field(
         default=0.5, gt=0, description="CPUs reserved per replica (fractional is fine)."
     )
+    predictor: Literal["xgboost", "treelite", "auto"] = Field(
+        default="xgboost",
+        description="How replicas evaluate the trees. xgboost: the booster's inplace_predict. "
+        "treelite: the registered model compiled to native code at deploy (Treelite + TL2cgen, "
+        "gcc on the deploying machine, ~5 s per version), logged beside the UBJ in MLflow and used "
+        "only after its predictions equal XGBoost's (1e-5) on the version's training profile's "
+        "ranges and split edges, else the deploy is refused. auto: compile, measure both at one "
+        "row (what a replica mostly scores) and keep the faster; the deploy records the timings. "
+        "`loom optimize recipe=NAME` prints the whole table.",
+    )
     max_ongoing_requests: int = Field(
         default=64, ge=1, description="Requests a replica accepts at once before 503."
     )

@@ -172,6 +172,28 @@ def reference_profile_path(uri: str, run_id: str | None, target: Path) -> str | 
     return str(path) if path is not None else None
 
 
+def download_run_file(uri: str, run_id: str, target: Path, name: str) -> Path | None:
+    """``target/name`` from ``loom/<name>`` of the run (kept if already there); None when the run
+    has no such artifact."""
+    target.mkdir(parents=True, exist_ok=True)
+    return _run_file(uri, run_id, target, name)
+
+
+def log_run_files(uri: str, run_id: str, paths: list[Path]) -> None:
+    """Log ``paths`` under ``loom/`` of a finished run (beside its model and profile).
+
+    Raises:
+        BackendError: MLflow refused (the message has no credentials of the URI).
+    """
+    client = client_for(uri)
+    try:
+        for path in paths:
+            client.log_artifact(run_id, str(path), "loom")
+    except Exception as exc:  # MlflowException, OSError, network errors
+        raise BackendError(redact_uri(f"Could not log {', '.join(p.name for p in paths)} to MLflow "
+                                      f"run {run_id} at {uri}: {exc}")) from exc
+
+
 def _run_file(uri: str, run_id: str | None, target: Path, name: str) -> Path | None:
     """``target/name``, downloaded from ``loom/<name>`` of the run when missing; None when the run
     has no such artifact."""

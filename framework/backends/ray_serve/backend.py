@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -94,9 +95,9 @@ class ServeBackend:
         from framework.backends.ray_serve import config as cfg
         from framework.backends.ray_serve import traffic
 
-        model = _registered_model(step, ctx)
         model_id = ctx.recipe.app_name
         _refuse_foreign_route(ctx)
+        model, predictor = _with_predictor(ctx, _registered_model(step, ctx))
         current = traffic.current_user_config(model_id)
         rollout = WorkspaceState(ctx.workspace).rollout(model_id) or {}
         running = rollout.get("status") == "running"
@@ -140,7 +141,8 @@ class ServeBackend:
                             "resumes from the saved state" if running else ""))
         elif registry is not None and current is None:  # a first deploy: its stable is the champion
             registry.champion(user_config["slots"]["stable"]["version"])
-        return self._record(step, ctx, args, user_config, version=str(model["version"]))
+        return {**self._record(step, ctx, args, user_config, version=str(model["version"])),
+                "predictor": predictor}
 
     def _promote(self, step: Any, ctx: RunContext) -> dict[str, Any]:
         from framework.backends.ray_serve import traffic
@@ -180,6 +182,46 @@ class ServeBackend:
     def _check_kind(self, step: Any) -> None:
         if step.kind not in self.kinds:
             raise BackendError(f"{step.address}: ServeBackend does not handle kind '{step.kind}'.")
+
+
+def _with_predictor(ctx: RunContext, model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registered model with its compiled library (``compiled_path``) when
+    ``serving.predictor`` asks for one, and what was chosen (with ``auto``'s timings at one row).
+
+    Raises:
+        BackendError: ``treelite`` and the library cannot be built or predicts differently from
+            XGBoost (``auto`` then keeps XGBoost and says why).
+    """
+    choice = ctx.recipe.serving.predictor
+    if choice == "xgboost":
+        return model, {"name": "xgboost", "asked": choice}
+    import xgboost
+
+    from framework.backends import compiled
+    from framework.backends.model_registry.tracking import tracking_uri
+
+    try:
+        lib = compiled.version_library(tracking_uri(ctx.recipe, ctx.workspace), model,
+                                       Path(model["model_path"]).parent)
+    except BackendError as exc:
+        if choice == "treelite":
+            raise
+        ctx.progress(f"serving.predictor auto: keeping XGBoost for version {model['version']} ({exc})")
+        return model, {"name": "xgboost", "asked": choice, "reason": str(exc)[:300]}
+    if choice == "treelite":
+        ctx.progress(f"serving.predictor: version {model['version']} compiled (Treelite), "
+                     "checked equal to XGBoost")
+        return {**model, "compiled_path": str(lib)}, {"name": "treelite", "asked": choice}
+    booster = xgboost.Booster(model_file=str(model["model_path"]))
+    booster.set_param({"nthread": 1})
+    names = [f"f{i}" for i in range(booster.num_features())]
+    (row,) = compiled.timing_table(booster, compiled.load(lib, booster), names, None, sizes=(1,),
+                                   budget_s=0.2)
+    faster = "treelite" if row["speedup"] > 1 else "xgboost"
+    ctx.progress(f"serving.predictor auto: one row {row['xgboost_us_per_row']:.1f} us with XGBoost, "
+                 f"{row['treelite_us_per_row']:.1f} us compiled: {faster}")
+    chosen = {**model, "compiled_path": str(lib)} if faster == "treelite" else model
+    return chosen, {"name": faster, "asked": choice, "one_row_us": row}
 
 
 def _refuse_foreign_route(ctx: RunContext) -> None:
@@ -248,7 +290,15 @@ def _next_user_config(current: dict | None, model: dict[str, Any],
                                       "config_version": doc.config_version + 1}).to_doc()
     loaded = [s.version for s in (doc.slots.stable, doc.slots.candidate) if s is not None]
     if slot.version in loaded:
-        return current
+        role = "stable" if slot.version == doc.slots.stable.version else "candidate"
+        held = getattr(doc.slots, role)
+        if held.compiled_path == slot.compiled_path:
+            return current
+        # The same version with another predictor (serving.predictor changed): swap it in place.
+        slots = doc.slots.model_copy(update={role: held.model_copy(
+            update={"compiled_path": slot.compiled_path})})
+        return doc.model_copy(update={"slots": slots,
+                                      "config_version": doc.config_version + 1}).to_doc()
     slots = doc.slots.model_copy(update={"candidate": slot})
     return doc.model_copy(update={"slots": slots, "candidate_weight": 0,
                                   "config_version": doc.config_version + 1}).to_doc()

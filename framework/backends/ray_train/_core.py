@@ -1,4 +1,5 @@
-"""The Ray Train V2 XGBoost job: data to workers by object ref, one report at the end, booster back."""
+"""The Ray Train V2 XGBoost job: each worker's shard by its own object ref, one report at the end,
+booster back."""
 
 from __future__ import annotations
 
@@ -60,12 +61,15 @@ def train_loop(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    data = ray.get(config["data"])
+    shards = config["shards"]
+    if len(shards) != world:
+        raise RuntimeError(f"{len(shards)} data shards for {world} workers")
+    # Only this worker's shard crosses the wire (one object per worker, read zero-copy).
+    data = ray.get(shards[rank])
     typed = {"feature_names": config["feature_names"], "feature_types": config.get("feature_types"),
              "enable_categorical": "c" in (config.get("feature_types") or ())}
-    # Rows are dealt round-robin so every worker sees the same label mix.
-    dtrain = xgb.DMatrix(data["x_train"][rank::world], label=data["y_train"][rank::world], **typed)
-    dval = xgb.DMatrix(data["x_val"][rank::world], label=data["y_val"][rank::world], **typed)
+    dtrain = xgb.DMatrix(data["x_train"], label=data["y_train"], **typed)
+    dval = xgb.DMatrix(data["x_val"], label=data["y_val"], **typed)
     evals_result: dict[str, Any] = {}
     booster = xgb.train(
         config["params"], dtrain, num_boost_round=config["num_boost_round"],
@@ -169,7 +173,7 @@ def _trainer(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[s
     return XGBoostTrainer(
         train_loop,
         train_loop_config={
-            "data": ray.put(arrays), "feature_names": feature_names,
+            "shards": shard_refs(arrays, job.num_workers), "feature_names": feature_names,
             "feature_types": feature_types, "params": job.params,
             "num_boost_round": job.num_boost_round, "early_stopping_rounds": job.early_stopping_rounds,
         },
@@ -180,6 +184,19 @@ def _trainer(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[s
                                                           controller_failure_limit=0),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),
     )
+
+
+def shards(arrays: dict[str, np.ndarray], world: int) -> list[dict[str, np.ndarray]]:
+    """Worker ``i``'s rows of every array: rows dealt round-robin, so every worker sees the same
+    label mix (the same split a worker made of the whole set before)."""
+    return [{k: np.ascontiguousarray(v[i::world]) for k, v in arrays.items()} for i in range(world)]
+
+
+def shard_refs(arrays: dict[str, np.ndarray], world: int) -> list[Any]:
+    """One object per worker holding only its shard: a worker never fetches the others' rows."""
+    import ray
+
+    return [ray.put(shard) for shard in shards(arrays, world)]
 
 
 def _read_result(result: Any, elapsed_s: float) -> TrainResult:

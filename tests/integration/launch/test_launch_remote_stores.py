@@ -1,4 +1,5 @@
-"""The churn recipe with stores a cluster's nodes share (issue 17), on real engines: a remote MLflow
+"""The churn recipe with stores a cluster's nodes share (issue 17) and its compiled predictor (issue
+14), on real engines: a remote MLflow
 (a real `mlflow server`, SQL backend, `--serve-artifacts`), a Feast SQL registry and a Ray Train
 storage path outside the workspace. Replicas load the model from the MLflow server by its URI, into
 their node's cache, and resolve the feature service from the SQL registry given inline in their
@@ -38,7 +39,7 @@ def test_launch_with_a_remote_mlflow_a_sql_feast_registry_and_shared_storage(
     args = ["recipe=churn", "rollout=direct", f"serving.http.port={port}",
             "serving.num_cpus_per_replica=0.25", "training.model.num_boost_round=20",
             f"+registry.tracking_uri={url}", f"features.store.registry=sqlite:///{feast_db}",
-            f"env.storage_path={storage}"]
+            f"env.storage_path={storage}", "serving.predictor=treelite"]
     planned = api.plan(args)
     try:
         api.apply(planned)
@@ -64,10 +65,13 @@ def test_launch_with_a_remote_mlflow_a_sql_feast_registry_and_shared_storage(
         assert not list((Path(ctx.workspace) / "feast").rglob("registry.db"))
         assert storage.is_dir() and list(storage.iterdir()) == []
 
-        # The replica downloaded the version from the server into its node's cache.
+        # The replica downloaded the version and its compiled library (serving.predictor,
+        # checked and logged beside the UBJ at deploy) from the server into its node's cache.
         cache = (Path(tempfile.gettempdir()) / f"loom-models-{os.getuid()}"
                  / hashlib.sha256(url.encode()).hexdigest()[:12] / "churn" / version)
-        assert (cache / "model.ubj").is_file()
+        assert (cache / "model.ubj").is_file() and (cache / "treelite-model.so").is_file()
+        assert deploy["predictor"]["name"] == "treelite"
+        assert "loom/treelite-model.so" in {a.path for a in client.list_artifacts(got.run_id, "loom")}
 
         # And answers with it, on the features Feast serves.
         model = resolve_model(url, "churn", version)
@@ -81,6 +85,11 @@ def test_launch_with_a_remote_mlflow_a_sql_feast_registry_and_shared_storage(
 
         # Applied: the same recipe plans no changes against the remote stores.
         assert not api.plan(args).plan.has_changes
+
+        # loom optimize: the table at every batch size, from the library MLflow holds.
+        out = api.optimize(args)
+        assert out["version"] == version and [r["rows"] for r in out["table"]] == [1, 32, 1000, 100000]
+        assert all(r["xgboost_us_per_row"] > 0 and r["treelite_us_per_row"] > 0 for r in out["table"])
     finally:
         traffic.delete_app("churn")
         serve.shutdown()

@@ -52,10 +52,10 @@ def registered(tmp_path, monkeypatch):
 
 def test_a_version_is_downloaded_once_into_this_users_0700_cache(registered):
     uri, _ = registered
-    path, profile = fetch_version(uri, "models:/m/1")
+    path, profile, lib = fetch_version(uri, "models:/m/1")
     root = os.path.join(tempfile.gettempdir(), f"loom-models-{os.getuid()}")
     assert path.startswith(root) and path.endswith("model.ubj") and os.path.isfile(path)
-    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700 and profile is None
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700 and profile is None and lib is None
     assert fetch_version(uri, "models:/m/1")[0] == path  # the cached copy
 
 
