@@ -15,4 +15,5 @@ run $PY scripts/bench/bench_stream.py --events 20000 --rounds 3 --latency-s 8
 run $PY scripts/bench/bench_serving.py --rounds 3
 run $PY scripts/bench/bench_slot_metrics.py --calls 20000 --rounds 3
 run $PY scripts/bench/bench_predictor.py --rounds 3
+run $PY scripts/bench/bench_launch.py --runs 5
 run $PY scripts/bench/bench_rollout.py bench --rps 50 --changes 12 --rounds 3

@@ -213,15 +213,26 @@ def _drop_push_source(store: Any, view: str) -> None:
     from framework.backends.feast.specs import push_source_name
 
     name, reg, project = push_source_name(view), store.registry, store.project
-    reg._prepare_registry_for_changes(project)
-    changed = False
-    for proto in reg.cached_registry_proto.feature_views:
-        if (proto.spec.name == view and proto.spec.project == project
-                and proto.spec.HasField("stream_source") and proto.spec.stream_source.name == name):
-            proto.spec.ClearField("stream_source")
-            changed = True
-    if changed:
-        reg.commit()
+    if hasattr(reg, "_prepare_registry_for_changes"):  # the file registry: edit its proto
+        reg._prepare_registry_for_changes(project)
+        changed = False
+        for proto in reg.cached_registry_proto.feature_views:
+            if (proto.spec.name == view and proto.spec.project == project
+                    and proto.spec.HasField("stream_source") and proto.spec.stream_source.name == name):
+                proto.spec.ClearField("stream_source")
+                changed = True
+        if changed:
+            reg.commit()
+    else:  # a SQL registry stores each view as written: write it without the source
+        from feast.errors import FeatureViewNotFoundException
+
+        try:
+            current = reg.get_feature_view(view, project, allow_cache=False)
+        except FeatureViewNotFoundException:
+            current = None
+        if current is not None and getattr(current.stream_source, "name", None) == name:
+            current.stream_source = None
+            reg.apply_feature_view(current, project, commit=True)
     if any(isinstance(d, PushSource) and d.name == name
            for d in reg.list_data_sources(project, allow_cache=False)):
         reg.delete_data_source(name, project, commit=True)

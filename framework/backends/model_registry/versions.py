@@ -43,7 +43,11 @@ def register_version(client: "MlflowClient", name: str, model_uri: str, run_id: 
     except MlflowException:
         client.create_registered_model(name, tags={"loom.managed": "true"},
                                        description="Registered by Loom.")
-    return client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags)
+    # A logged model's URI (models:/m-...) names its model id; an MLflow server wants it given
+    # as model_id too (the embedded store does not check).
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    return client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
+                                       model_id=model_id)
 
 
 def _client(ctx: "RunContext") -> "MlflowClient":
