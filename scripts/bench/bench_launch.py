@@ -60,15 +60,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"first launch (train, register, deploy): {first:.1f} s")
         times: dict[str, list[float]] = {"validate": [], "unchanged": [], "serving-only": []}
         started_any = 0
+        applied = list(BASE)
         for i in range(args.runs):
-            times["validate"].append(run(project, "validate", *BASE)[0])
+            times["validate"].append(run(project, "validate", *applied)[0])
             before = ray_processes()
-            took, out = run(project, "launch", *BASE)
+            took, out = run(project, "launch", *applied)
             if "No changes." not in out:
                 raise SystemExit(f"an unchanged launch changed something:\n{out}")
             started_any += max(0, ray_processes() - before)
             times["unchanged"].append(took)
-            took, out = run(project, "launch", *BASE, f"serving.cache.ttl_s={30 + i}")
+            applied = [*BASE, f"serving.cache.ttl_s={30 + i}"]
+            took, out = run(project, "launch", *applied)
+            if "update serving.deploy" not in out or "training.train" in out:
+                raise SystemExit(f"a serving-only change did not just redeploy:\n{out}")
             times["serving-only"].append(took)
         base = statistics.median(times["validate"])
         print(f"{'case':<14} {'median s':>9} {'min s':>7} {'max s':>7} {'vs validate':>12}")
