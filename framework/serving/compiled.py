@@ -53,6 +53,21 @@ def num_class(booster: Any) -> int:
     return max(1, int(config["learner"]["learner_model_param"].get("num_class", "0") or 0))
 
 
-def load_compiled(lib_path: str, booster: Any) -> CompiledBooster:
-    """The library at ``lib_path``, shaped like ``booster``'s answers."""
+def sha256_of(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def load_compiled(lib_path: str, booster: Any, sha256: str | None = None) -> CompiledBooster:
+    """The library at ``lib_path``, shaped like ``booster``'s answers.
+
+    Raises:
+        ValueError: ``sha256`` is given and the file's differs: it is not the library the deploy
+            step checked, and native code is not loaded on trust.
+    """
+    if sha256 is not None and sha256_of(lib_path) != sha256:
+        raise ValueError(f"{lib_path} is not the compiled model the deploy step checked (sha256 "
+                         "differs); it is not loaded. Deploy again to rebuild it.")
     return CompiledBooster(str(lib_path), booster.num_features(), num_class(booster))

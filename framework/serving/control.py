@@ -52,6 +52,9 @@ class SlotSpec(_Doc):
     compiled_path: str | None = Field(
         default=None, description="The version compiled to native code (serving.predictor), "
         "checked against XGBoost by the deploy step; replicas predict with it instead.")
+    compiled_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="The sha256 of that library as the "
+        "deploy step checked it: a replica loads no other bytes (native code).")
 
     @field_validator("version", mode="before")
     @classmethod
@@ -101,7 +104,7 @@ class UserConfig(_Doc):
         """The JSON object Serve carries (slots without a fault have no ``fault`` key)."""
         doc = self.model_dump(mode="json")
         for slot in doc["slots"].values():
-            for key in ("fault", "contract", "profile_path", "compiled_path"):
+            for key in ("fault", "contract", "profile_path", "compiled_path", "compiled_sha256"):
                 if slot is not None and slot.get(key) is None:
                     slot.pop(key, None)
         return doc

@@ -44,7 +44,7 @@ class Slot:
                 "contract": contract.model_dump(mode="json") if contract is not None else None}
 
 
-def load_booster(path: str, compiled_path: str | None = None) -> Any:
+def load_booster(path: str, compiled_path: str | None = None, compiled_sha256: str | None = None) -> Any:
     """An XGBoost booster from a UBJ or JSON file (never pickle), or with ``compiled_path`` the
     same version compiled to native code (``serving.predictor``), which answers ``inplace_predict``
     alike."""
@@ -57,7 +57,7 @@ def load_booster(path: str, compiled_path: str | None = None) -> Any:
     if compiled_path:
         from framework.serving.compiled import load_compiled
 
-        booster = load_compiled(compiled_path, booster)
+        booster = load_compiled(compiled_path, booster, compiled_sha256)
     _warm(booster)
     return booster
 
@@ -177,7 +177,8 @@ class SlotTable:
             path, profile, lib = fetch_version(self.model_store, spec.model_uri, compiled=bool(lib))
         booster = self._boosters.get((version, path, lib))
         if booster is None:
-            booster = self._boosters[(version, path, lib)] = load_booster(path, lib)
+            booster = self._boosters[(version, path, lib)] = load_booster(path, lib,
+                                                                         spec.compiled_sha256)
         from framework.serving.encoding import VersionCodec
 
         fault = spec.fault

@@ -208,10 +208,13 @@ def _with_predictor(ctx: RunContext, model: dict[str, Any]) -> tuple[dict[str, A
             raise
         ctx.progress(f"serving.predictor auto: keeping XGBoost for version {model['version']} ({exc})")
         return model, {"name": "xgboost", "asked": choice, "reason": str(exc)[:300]}
+    from framework.serving.compiled import sha256_of
+
+    with_lib = {**model, "compiled_path": str(lib), "compiled_sha256": sha256_of(str(lib))}
     if choice == "treelite":
         ctx.progress(f"serving.predictor: version {model['version']} compiled (Treelite), "
                      "checked equal to XGBoost")
-        return {**model, "compiled_path": str(lib)}, {"name": "treelite", "asked": choice}
+        return with_lib, {"name": "treelite", "asked": choice}
     booster = xgboost.Booster(model_file=str(model["model_path"]))
     booster.set_param({"nthread": 1})
     names = [f"f{i}" for i in range(booster.num_features())]
@@ -220,7 +223,7 @@ def _with_predictor(ctx: RunContext, model: dict[str, Any]) -> tuple[dict[str, A
     faster = "treelite" if row["speedup"] > 1 else "xgboost"
     ctx.progress(f"serving.predictor auto: one row {row['xgboost_us_per_row']:.1f} us with XGBoost, "
                  f"{row['treelite_us_per_row']:.1f} us compiled: {faster}")
-    chosen = {**model, "compiled_path": str(lib)} if faster == "treelite" else model
+    chosen = with_lib if faster == "treelite" else model
     return chosen, {"name": faster, "asked": choice, "one_row_us": row}
 
 
@@ -292,11 +295,11 @@ def _next_user_config(current: dict | None, model: dict[str, Any],
     if slot.version in loaded:
         role = "stable" if slot.version == doc.slots.stable.version else "candidate"
         held = getattr(doc.slots, role)
-        if held.compiled_path == slot.compiled_path:
+        if (held.compiled_path, held.compiled_sha256) == (slot.compiled_path, slot.compiled_sha256):
             return current
         # The same version with another predictor (serving.predictor changed): swap it in place.
         slots = doc.slots.model_copy(update={role: held.model_copy(
-            update={"compiled_path": slot.compiled_path})})
+            update={"compiled_path": slot.compiled_path, "compiled_sha256": slot.compiled_sha256})})
         return doc.model_copy(update={"slots": slots,
                                       "config_version": doc.config_version + 1}).to_doc()
     slots = doc.slots.model_copy(update={"candidate": slot})

@@ -214,4 +214,5 @@ def slot_of(model: dict[str, Any]) -> Any:
 
     return SlotSpec(version=str(model["version"]), model_path=str(model["model_path"]),
                     model_uri=str(model.get("model_uri", "")), contract=model.get("contract"),
-                    profile_path=model.get("profile_path"), compiled_path=model.get("compiled_path"))
+                    profile_path=model.get("profile_path"), compiled_path=model.get("compiled_path"),
+                    compiled_sha256=model.get("compiled_sha256"))

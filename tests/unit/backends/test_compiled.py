@@ -128,6 +128,21 @@ def test_a_replica_slot_predicts_with_the_compiled_model(models):
                                atol=1e-6)
 
 
+def test_a_replica_loads_no_library_but_the_one_the_deploy_checked(models):
+    from framework.serving.compiled import sha256_of
+    from framework.serving.control import SlotSpec
+    from framework.serving.slots import SlotTable
+
+    booster, lib, d = models["binary"]
+    table = SlotTable(defaults=([f"f{i}" for i in range(4)], "binary", None))
+    good = SlotSpec(version="1", model_path=str(d / "model.ubj"), compiled_path=str(lib),
+                    compiled_sha256=sha256_of(str(lib)))
+    assert isinstance(table._slot(good).booster, CompiledBooster)
+    swapped = good.model_copy(update={"version": "2", "compiled_sha256": "0" * 64})
+    with pytest.raises(ValueError, match="not the compiled model the deploy step checked"):
+        table._slot(swapped)
+
+
 def test_changing_the_predictor_of_the_served_version_swaps_it_in_place():
     from framework.backends.ray_serve.backend import _next_user_config
     from framework.backends.ray_serve.config import initial_user_config
@@ -135,8 +150,10 @@ def test_changing_the_predictor_of_the_served_version_swaps_it_in_place():
     model = {"version": "1", "model_path": "/m/model.ubj", "model_uri": "models:/m/1"}
     current = initial_user_config(model)
     assert _next_user_config(current, model) is current
-    swapped = _next_user_config(current, {**model, "compiled_path": "/m/treelite-model.so"})
+    swapped = _next_user_config(current, {**model, "compiled_path": "/m/treelite-model.so",
+                                          "compiled_sha256": "a" * 64})
     assert swapped["slots"]["stable"]["compiled_path"] == "/m/treelite-model.so"
+    assert swapped["slots"]["stable"]["compiled_sha256"] == "a" * 64
     assert swapped["config_version"] == current["config_version"] + 1
     back = _next_user_config(swapped, model)
     assert "compiled_path" not in back["slots"]["stable"]
