@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.exceptions import RayActorError
 
 from framework.serving.body import BODY_READ_S, decode_json, read_body, request_id_of
 from framework.serving.problems import ApiError, install_handlers
@@ -27,6 +28,9 @@ from framework.serving.settings import PROXY_GRACE_S, models_under
 REQUEST_S = 30.0
 
 REFRESH_S = 2.0
+#: Times a prediction is sent again when the model replica holding it died (its own deadline bounds
+#: them all): Serve's router routes the retry to a live replica.
+RETRIES = 2
 #: Unknown ids look again no more often than this: a burst of them must not load the controller.
 MIN_AGE_S = 0.25
 #: Request headers a model app needs: the key, the body's type, the request id.
@@ -77,17 +81,27 @@ class LoomGateway:
         app = model_id.partition("@")[0]  # churn@2 is churn's app
         handle = await self._handle_of(app)
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
-        try:
-            status, body, extra = await asyncio.wait_for(handle.forward.remote(raw, headers, rid),
-                                                         self.forward_s)
-        except TimeoutError as exc:
-            raise ApiError(503, f"Model '{app}' did not answer within {self.forward_s:g} s; retry "
-                                "shortly.", headers={"Retry-After": "1"}) from exc
-        except Exception as exc:  # the app went away or has no replica right now
-            if app not in await self._apps(max_age_s=0.0):
-                raise _unknown(app) from exc
-            raise ApiError(503, f"Model '{app}' is not answering right now; retry shortly.",
-                           headers={"Retry-After": "1"}) from exc
+        deadline = time.monotonic() + self.forward_s
+        for attempt in range(RETRIES + 1):
+            try:
+                status, body, extra = await asyncio.wait_for(
+                    handle.forward.remote(raw, headers, rid), max(deadline - time.monotonic(), 0.05))
+                break
+            except TimeoutError as exc:
+                raise ApiError(503, f"Model '{app}' did not answer within {self.forward_s:g} s; "
+                                    "retry shortly.", headers={"Retry-After": "1"}) from exc
+            except RayActorError as exc:
+                # The replica died with the request on it (a crash, a lost node, kill -9): a
+                # prediction is idempotent, so another replica answers it, within the deadline.
+                if attempt < RETRIES and time.monotonic() < deadline:
+                    continue
+                raise ApiError(503, f"Model '{app}' is not answering right now; retry shortly.",
+                               headers={"Retry-After": "1"}) from exc
+            except Exception as exc:  # the app went away or has no replica right now
+                if app not in await self._apps(max_age_s=0.0):
+                    raise _unknown(app) from exc
+                raise ApiError(503, f"Model '{app}' is not answering right now; retry shortly.",
+                               headers={"Retry-After": "1"}) from exc
         return JSONResponse(body, status_code=status, headers=extra)
 
     @api.post("/models/{model_id}/predictions")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -97,3 +99,36 @@ def predict_rows(booster: Any, rows: list[dict[str, Any]], names: list[str]) -> 
 
     return [float(p) for p in booster.inplace_predict(
         np.asarray([[row[f] for f in names] for row in rows], dtype=np.float32))]
+
+
+class Load:
+    """One client sending a request every ``every_s`` seconds from a thread; keeps
+    ``(time sent, status, latency s, body)`` of each. ``body(i)``: the i-th request's JSON."""
+
+    def __init__(self, url: str, key: str, body: Any = None, every_s: float = 0.04) -> None:
+        self.url, self.key, self.every_s, self.records = url, key, every_s, []
+        self.body = body or (lambda i: {"entities": {"customer_id": f"C{i % 900:06d}"}})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.wait(self.every_s):
+            sent = time.time()
+            status, _, body = call(self.url, self.body(i), self.key)
+            self.records.append((sent, status, time.time() - sent, body))
+            i += 1
+
+    def between(self, start: float, end: float) -> list[tuple[float, int, float, Any]]:
+        return [r for r in self.records if start <= r[0] < end]
+
+    def failed(self) -> list[tuple[float, int, float, Any]]:
+        return [r for r in self.records if r[1] != 200]
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)

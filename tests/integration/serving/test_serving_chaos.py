@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,34 +20,6 @@ import serving_helpers as H
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.chaos]
 KEY = "test-key-0123456789"
-
-
-class _Load:
-    """One client at about 25 requests a second; keeps (time sent, status, latency s, body)."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.records = url, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.wait(0.04):
-            sent = time.time()
-            status, _, body = H.call(self.url, {"entities": {"customer_id": f"C{i % 900:06d}"}}, KEY)
-            self.records.append((sent, status, time.time() - sent, body))
-            i += 1
-
-    def between(self, start: float, end: float) -> list[tuple[float, int, float, Any]]:
-        return [r for r in self.records if start <= r[0] < end]
-
-    def __enter__(self) -> "_Load":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def test_a_frozen_redis_online_store_degrades_answers_and_they_recover(ray_session, project: Path,
@@ -70,7 +40,7 @@ def test_a_frozen_redis_online_store_degrades_answers_and_they_recover(ray_sessi
     lookup_s = planned.ctx.recipe.serving.timeouts.feature_lookup_ms / 1000
     stopped = False
     try:
-        with _Load(url) as load:
+        with H.Load(url, KEY) as load:
             time.sleep(3)
             os.kill(redis_server.pid, signal.SIGSTOP)  # the session's own redis-server, by PID
             stopped, frozen_at = True, time.time()
