@@ -13,6 +13,8 @@ missing values, so a library that disagrees anywhere a split sits is refused.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -64,7 +66,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path) -> Path:
     except Exception as exc:  # noqa: BLE001 - treelite.TreeliteError and friends
         raise BackendError(f"serving.predictor: Treelite cannot read {model_path} ({exc}); set "
                            "serving.predictor: xgboost.") from exc
-    with tempfile.TemporaryDirectory(dir=out) as work:
+    with tempfile.TemporaryDirectory(dir=out) as work, \
+            contextlib.redirect_stdout(io.StringIO()):  # TL2cgen prints its progress to stdout
         lib = Path(work) / LIB_FILE
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(lib), nthread=1,
                            params={"parallel_comp": max(1, min(8, os.cpu_count() or 1))})

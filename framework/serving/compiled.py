@@ -22,10 +22,15 @@ class CompiledBooster:
     """
 
     def __init__(self, lib_path: str, num_features: int, num_class: int = 1) -> None:
+        import contextlib
+        import io
+
         import tl2cgen
 
         self.lib_path = lib_path
-        self._predictor = tl2cgen.Predictor(lib_path, nthread=1, verbose=False)
+        # TL2cgen prints its native library's notes (its Treelite version) to stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._predictor = tl2cgen.Predictor(lib_path, nthread=1, verbose=False)
         self._dmatrix = tl2cgen.DMatrix
         self._features = num_features
         self._classes = num_class
