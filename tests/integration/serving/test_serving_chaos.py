@@ -40,6 +40,14 @@ def test_a_frozen_redis_online_store_degrades_answers_and_they_recover(ray_sessi
     lookup_s = planned.ctx.recipe.serving.timeouts.feature_lookup_ms / 1000
     stopped = False
     try:
+        # Warm: a replica's first lookups open the Redis connection, which on a loaded machine
+        # can pass the lookup deadline (a degraded answer before anything broke; CI saw one).
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            status, _, body = H.call(url, {"entities": {"customer_id": "C000001"}}, KEY)
+            if status == 200 and not body["degraded"]:
+                break
+            time.sleep(0.2)
         with H.Load(url, KEY) as load:
             time.sleep(3)
             os.kill(redis_server.pid, signal.SIGSTOP)  # the session's own redis-server, by PID
@@ -59,7 +67,8 @@ def test_a_frozen_redis_online_store_degrades_answers_and_they_recover(ray_sessi
         # Sent while frozen and answered before the thaw (a request whose lookup was still
         # waiting at SIGCONT gets its features: that is the store back, not a failure).
         frozen = load.between(frozen_at + 0.5, thawed_at - lookup_s - 0.1)
-        assert before and all(r[1] == 200 and not r[3]["degraded"] for r in before), before[:3]
+        assert before and all(r[1] == 200 and not r[3]["degraded"] for r in before), \
+            [r for r in before if r[1] != 200 or r[3]["degraded"]][:3]
         assert len(frozen) > 20 and all(r[1] == 200 for r in frozen), frozen[:3]
         assert all(r[3]["degraded"] and r[3]["fallback"] in ("rules", "default") for r in frozen), \
             [(round(r[0] - frozen_at, 1), r[3]) for r in frozen if not r[3]["degraded"]][:5]
