@@ -22,11 +22,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from framework.errors import BackendError
+
+if TYPE_CHECKING:
+    from framework.backends.base import RunContext
 
 #: The largest difference allowed between XGBoost's prediction and the library's, per value.
 TOLERANCE = 1e-5
@@ -212,3 +215,44 @@ def optimize(tracking_uri: str, model: dict[str, Any],
     return {"model": model["model_name"], "version": model["version"], "library": str(lib),
             "tolerance": TOLERANCE, "table": table, "auto_picks": pick}
 
+
+def for_deploy(ctx: "RunContext", model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registered model with its compiled library (``compiled_path``) when
+    ``serving.predictor`` asks for one, and what was chosen (with ``auto``'s timings at one row).
+
+    Raises:
+        BackendError: ``treelite`` and the library cannot be built or predicts differently from
+            XGBoost (``auto`` then keeps XGBoost and says why).
+    """
+    choice = ctx.recipe.serving.predictor
+    if choice == "xgboost":
+        return model, {"name": "xgboost", "asked": choice}
+    import xgboost
+
+    from framework.backends.model_registry.tracking import tracking_uri
+
+    try:
+        lib = version_library(tracking_uri(ctx.recipe, ctx.workspace), model,
+                                       Path(model["model_path"]).parent)
+    except BackendError as exc:
+        if choice == "treelite":
+            raise
+        ctx.progress(f"serving.predictor auto: keeping XGBoost for version {model['version']} ({exc})")
+        return model, {"name": "xgboost", "asked": choice, "reason": str(exc)[:300]}
+    from framework.serving.compiled import sha256_of
+
+    with_lib = {**model, "compiled_path": str(lib), "compiled_sha256": sha256_of(str(lib))}
+    if choice == "treelite":
+        ctx.progress(f"serving.predictor: version {model['version']} compiled (Treelite), "
+                     "checked equal to XGBoost")
+        return with_lib, {"name": "treelite", "asked": choice}
+    booster = xgboost.Booster(model_file=str(model["model_path"]))
+    booster.set_param({"nthread": 1})
+    names = [f"f{i}" for i in range(booster.num_features())]
+    (row,) = timing_table(booster, load(lib, booster), names, None, sizes=(1,),
+                                   budget_s=0.2)
+    faster = "treelite" if row["speedup"] > 1 else "xgboost"
+    ctx.progress(f"serving.predictor auto: one row {row['xgboost_us_per_row']:.1f} us with XGBoost, "
+                 f"{row['treelite_us_per_row']:.1f} us compiled: {faster}")
+    chosen = with_lib if faster == "treelite" else model
+    return chosen, {"name": faster, "asked": choice, "one_row_us": row}

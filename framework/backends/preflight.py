@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framework.backends.shared_stores import KEYS as NODE_LOCAL_KEYS
 from framework.errors import Problem, RecipeError
 
 if TYPE_CHECKING:
@@ -31,9 +32,6 @@ DATA_KINDS = frozenset({"feast.view", "feast.materialize", "training.dataset", "
 #: Step kinds whose backends open the Feast store (a Redis online store needs its password).
 STORE_KINDS = ("feast.entity", "feast.view", "feast.service", "feast.materialize",
                "training.dataset", "serving.deploy", "rollout.step")
-#: The keys of ``shared_stores.node_local_problems`` (kept here: that module is imported lazily).
-NODE_LOCAL_KEYS = ("features.store.online.type", "features.store.registry", "registry.tracking_uri",
-                   "env.storage_path")
 #: Step kinds that start or reconfigure serving replicas (they hash the API keys).
 SERVING_KINDS = ("serving.deploy", "rollout.step")
 
@@ -54,13 +52,14 @@ def preflight(recipe: "Recipe", project_dir: Path, kinds: Iterable[str],
     from framework.api import workspace_of
     from framework.backends.feast.sources import check_sources
     from framework.backends.resources import resource_problems
-    from framework.backends.shared_stores import node_local_problems
 
     kinds = set(kinds)
     problems = check_sources(recipe, project_dir) if kinds & DATA_KINDS else []
     if kinds & DATA_KINDS:
         problems += data_check_problems(recipe, project_dir)
     problems += secret_problems(recipe, kinds, project_dir)
+    from framework.backends.shared_stores import node_local_problems
+
     problems += node_local_problems(recipe, kinds)
     problems += resource_problems(recipe, kinds, workspace_of(recipe, project_dir))
     return [Problem(path=p.path, message=p.message, file=p.file or origin(p.path), value=p.value,

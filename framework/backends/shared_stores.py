@@ -22,6 +22,9 @@ TRAIN_KINDS = frozenset({"training.train", "training.tune"})
 SERVE_KINDS = frozenset({"serving.deploy", "rollout.step"})
 #: Steps that open the MLflow store (trained runs, registered versions, replicas' downloads).
 MLFLOW_KINDS = TRAIN_KINDS | SERVE_KINDS | {"registry.register", "training.gates"}
+#: The keys these checks name, in the order they are checked.
+KEYS = ("features.store.online.type", "features.store.registry", "registry.tracking_uri",
+        "env.storage_path")
 
 
 def is_remote_cluster(address: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 from framework.backends.base import RunContext
@@ -97,7 +96,9 @@ class ServeBackend:
 
         model_id = ctx.recipe.app_name
         _refuse_foreign_route(ctx)
-        model, predictor = _with_predictor(ctx, _registered_model(step, ctx))
+        from framework.backends.compiled import for_deploy
+
+        model, predictor = for_deploy(ctx, _registered_model(step, ctx))
         current = traffic.current_user_config(model_id)
         rollout = WorkspaceState(ctx.workspace).rollout(model_id) or {}
         running = rollout.get("status") == "running"
@@ -182,49 +183,6 @@ class ServeBackend:
     def _check_kind(self, step: Any) -> None:
         if step.kind not in self.kinds:
             raise BackendError(f"{step.address}: ServeBackend does not handle kind '{step.kind}'.")
-
-
-def _with_predictor(ctx: RunContext, model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The registered model with its compiled library (``compiled_path``) when
-    ``serving.predictor`` asks for one, and what was chosen (with ``auto``'s timings at one row).
-
-    Raises:
-        BackendError: ``treelite`` and the library cannot be built or predicts differently from
-            XGBoost (``auto`` then keeps XGBoost and says why).
-    """
-    choice = ctx.recipe.serving.predictor
-    if choice == "xgboost":
-        return model, {"name": "xgboost", "asked": choice}
-    import xgboost
-
-    from framework.backends import compiled
-    from framework.backends.model_registry.tracking import tracking_uri
-
-    try:
-        lib = compiled.version_library(tracking_uri(ctx.recipe, ctx.workspace), model,
-                                       Path(model["model_path"]).parent)
-    except BackendError as exc:
-        if choice == "treelite":
-            raise
-        ctx.progress(f"serving.predictor auto: keeping XGBoost for version {model['version']} ({exc})")
-        return model, {"name": "xgboost", "asked": choice, "reason": str(exc)[:300]}
-    from framework.serving.compiled import sha256_of
-
-    with_lib = {**model, "compiled_path": str(lib), "compiled_sha256": sha256_of(str(lib))}
-    if choice == "treelite":
-        ctx.progress(f"serving.predictor: version {model['version']} compiled (Treelite), "
-                     "checked equal to XGBoost")
-        return with_lib, {"name": "treelite", "asked": choice}
-    booster = xgboost.Booster(model_file=str(model["model_path"]))
-    booster.set_param({"nthread": 1})
-    names = [f"f{i}" for i in range(booster.num_features())]
-    (row,) = compiled.timing_table(booster, compiled.load(lib, booster), names, None, sizes=(1,),
-                                   budget_s=0.2)
-    faster = "treelite" if row["speedup"] > 1 else "xgboost"
-    ctx.progress(f"serving.predictor auto: one row {row['xgboost_us_per_row']:.1f} us with XGBoost, "
-                 f"{row['treelite_us_per_row']:.1f} us compiled: {faster}")
-    chosen = with_lib if faster == "treelite" else model
-    return chosen, {"name": faster, "asked": choice, "one_row_us": row}
 
 
 def _refuse_foreign_route(ctx: RunContext) -> None:
