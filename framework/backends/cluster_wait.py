@@ -113,6 +113,41 @@ class ResourceWait:
         )
 
 
+#: Ray's built-in resources: every other name in a demand is a custom one, which nodes only have
+#: when started with ``ray start --resources``.
+BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def require_custom_resources(demand: dict[str, float], key: str, what: str) -> None:
+    """Fail at once when no node of the connected cluster has a custom resource of ``demand`` in
+    the amount one task asks: Ray would wait for it forever (no autoscaler adds a node here).
+
+    Args:
+        demand: resources one worker or replica reserves.
+        key: the recipe key that asks for them (named in the error).
+        what: who asks, as a person says it (``a training worker``).
+
+    Raises:
+        BackendError: naming the resource, the key, and what the cluster's nodes offer.
+    """
+    import ray
+
+    custom = {k: v for k, v in demand.items() if k not in BUILTIN and not k.startswith("node:")}
+    if not custom:
+        return
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for name, amount in sorted(custom.items()):
+        best = max((float(n.get(name, 0.0)) for n in nodes), default=0.0)
+        if best + 1e-9 >= amount:
+            continue
+        offered = sorted({r for n in nodes for r in n if r not in BUILTIN and not r.startswith("node:")})
+        have = (f"its largest node has {best:g}" if best else "no node of the cluster has it")
+        raise BackendError(
+            f"{key} asks {amount:g} of the custom resource {name!r} for {what}, but {have} "
+            f"(custom resources on the cluster: {', '.join(offered) or 'none'}). Start a node "
+            f"with `ray start --resources='{{\"{name}\": {amount:g}}}'` or change {key}.")
+
+
 def _placement_groups() -> dict[str, dict[str, Any]]:
     import ray.util
 

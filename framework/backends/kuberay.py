@@ -10,6 +10,7 @@ its output with Ray's own schema, as ``export serve-config`` does).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -167,7 +168,8 @@ def rayjob(recipe: Any, kube: Any, secrets: list[PodSecret]) -> dict[str, Any]:
     scaling = recipe.training.scaling
     pod_cpus = max(1, math.ceil(scaling.cpus_per_worker))
     worker = _group("train", _pod(recipe, kube, secrets, "worker", pod_cpus, gpu=scaling.use_gpu),
-                    replicas=scaling.num_workers, cpus=pod_cpus, gpu=scaling.use_gpu)
+                    replicas=scaling.num_workers, cpus=pod_cpus, gpu=scaling.use_gpu,
+                    custom=scaling.resources_per_worker)
     where = shlex.quote(kube.project_dir)
     entrypoint = f"cd {where} && loom --project {where} train recipe={RECIPE_DIR}/{recipe.name}.yaml"
     return {"apiVersion": "ray.io/v1", "kind": "RayJob",
@@ -188,14 +190,15 @@ def rayservice(recipe: Any, kube: Any, secrets: list[PodSecret], serve_text: str
         return math.ceil(replicas / per_pod)
 
     template = _pod(recipe, kube, secrets, "worker", pod_cpus, serve_port=True)
+    per_pod_custom = {name: amount * per_pod for name, amount in serving.resources.items()}
     if serving.autoscaling is not None:
         scale = serving.autoscaling
         worker = _group("serve", template, replicas=pods(scale.min_replicas), cpus=pod_cpus,
-                        min_replicas=pods(scale.min_replicas),
+                        custom=per_pod_custom, min_replicas=pods(scale.min_replicas),
                         max_replicas=max(1, pods(scale.max_replicas + serving.surge_replicas)))
     else:
         worker = _group("serve", template, replicas=pods(serving.replicas + serving.surge_replicas),
-                        cpus=pod_cpus)
+                        cpus=pod_cpus, custom=per_pod_custom)
     cluster = _cluster(recipe, kube, secrets, [worker], autoscale=serving.autoscaling is not None,
                        serving=True)
     return {"apiVersion": "ray.io/v1", "kind": "RayService",
@@ -218,8 +221,12 @@ def _cluster(recipe: Any, kube: Any, secrets: list[PodSecret], workers: list[dic
 
 
 def _group(name: str, template: dict[str, Any], replicas: int, cpus: int, gpu: bool = False,
-           min_replicas: int | None = None, max_replicas: int | None = None) -> dict[str, Any]:
+           custom: dict[str, float] | None = None, min_replicas: int | None = None,
+           max_replicas: int | None = None) -> dict[str, Any]:
     params = {"num-cpus": str(cpus), **({"num-gpus": "1"} if gpu else {})}
+    if custom:  # the recipe's custom resources, so its workers and replicas fit these pods
+        # KubeRay passes the value to `ray start --resources=...` through a shell: a quoted JSON.
+        params["resources"] = json.dumps(json.dumps({k: custom[k] for k in sorted(custom)}))
     return {"groupName": name, "replicas": replicas,
             "minReplicas": replicas if min_replicas is None else min_replicas,
             "maxReplicas": replicas if max_replicas is None else max_replicas,

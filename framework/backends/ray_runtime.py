@@ -34,6 +34,12 @@ RAY_ENV = {
 #: Namespace of every Loom driver (detached actors name theirs explicitly as well).
 NAMESPACE = "loom"
 
+#: Pins an actor to the cluster's head node (a resource only the head has). Loom's gateway,
+#: rollout controllers, per-model stats stores and the Serve config lock run there, beside Serve's
+#: own controller: losing a worker node never takes the gateway (and its retries), a rollout's
+#: loop or its analysis samples with it.
+ON_HEAD = {"node:__internal_head__": 0.001}
+
 
 def set_driver_env() -> None:
     """Set Loom's Ray environment in this process (before ``ray.init``), keeping values already set."""

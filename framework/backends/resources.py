@@ -64,7 +64,7 @@ def resource_problems(recipe: "Recipe", kinds: set[str], workspace: Path) -> lis
     running = _head_running(workspace)
     total, where = head_cpus(recipe, workspace, running)
     served = served_on_head(workspace, recipe) if running else {}
-    problems = []
+    problems = _custom_problems(recipe, kinds)
     if kinds & TRAIN_KINDS:
         problems += _gpu_problem(recipe, kinds)
         problems += _training_problem(recipe, kinds, total, where, served)
@@ -93,6 +93,23 @@ def _gpu_problem(recipe: "Recipe", kinds: set[str]) -> list[Problem]:
                 f"has {have}.",
         hint="Set training.scaling.use_gpu: false (or scaling=local) to train on CPUs here, lower "
              "training.scaling.num_workers, or point env.ray_address at a cluster with GPUs.")]
+
+
+def _custom_problems(recipe: "Recipe", kinds: set[str]) -> list[Problem]:
+    """Custom resources asked of the workspace's own head, which is started without any."""
+    asked = []
+    if kinds & TRAIN_KINDS and recipe.training.scaling.resources_per_worker:
+        asked.append(("training.scaling.resources_per_worker", recipe.training.scaling.resources_per_worker))
+    if kinds & SERVE_KINDS and recipe.serving.resources:
+        asked.append(("serving.resources", recipe.serving.resources))
+    return [Problem(
+        path=key, value=dict(value), has_value=True,
+        message=f"{key} asks for the custom resource(s) {', '.join(sorted(value))}, but the "
+                "workspace's own Ray head (env.ray_address empty) has no custom resources: Ray "
+                "would wait for them forever.",
+        hint="Custom resources pin work to the nodes of a Ray cluster started with `ray start "
+             "--resources=...`: set env.ray_address to that cluster (env=cluster), or remove "
+             f"{key} to run here.") for key, value in asked]
 
 
 def _unreachable(address: str) -> list[Problem]:

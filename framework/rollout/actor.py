@@ -255,9 +255,12 @@ def _launch(workspace: Path | str, model_id: str, ports: Ports, poll_s: float,
             sample_lag_s: float) -> Any:
     import ray
 
+    from framework.backends.ray_runtime import ON_HEAD
+
     cls = ray.remote(ControllerRunner)
     return cls.options(name=actor_name(model_id), namespace=NAMESPACE, lifetime="detached",
-                       num_cpus=ACTOR_CPU, max_restarts=-1, max_concurrency=4).remote(
+                       num_cpus=ACTOR_CPU, resources=dict(ON_HEAD), max_restarts=-1,
+                       max_concurrency=4).remote(
         str(Path(workspace).resolve()), model_id, ports, poll_s, sample_lag_s)
 
 

@@ -106,7 +106,8 @@ def deployment_options(parsed: AppArgs, surge: bool = False) -> dict[str, Any]:
         "max_ongoing_requests": 2 * s.max_ongoing_requests,
         # A bounded queue behind that: beyond it the proxy sheds load instead of queueing forever.
         "max_queued_requests": 4 * s.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": s.num_cpus_per_replica},
+        "ray_actor_options": {"num_cpus": s.num_cpus_per_replica,
+                              **({"resources": dict(s.resources)} if s.resources else {})},
         "logging_config": {"enable_access_log": False},
         # A restart (new builder args) starts the replacements before stopping old replicas.
         "max_surge_percent": 100,

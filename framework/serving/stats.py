@@ -68,9 +68,11 @@ def _actor(model_id: str, create: bool) -> Any:
 
     name = actor_name(model_id)
     if create:
+        from framework.backends.ray_runtime import ON_HEAD
+
         remote_cls = ray.remote(num_cpus=0, max_restarts=-1)(StatsStore)
         return remote_cls.options(name=name, namespace=NAMESPACE, lifetime="detached",
-                                  get_if_exists=True).remote()
+                                  get_if_exists=True, resources=dict(ON_HEAD)).remote()
     try:
         return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:

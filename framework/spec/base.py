@@ -45,6 +45,31 @@ def _check_workspace_path(value: str) -> str:
 WorkspacePath = Annotated[str, AfterValidator(_check_workspace_path)]
 """A path relative to the workspace directory that may not escape it."""
 
+#: Ray's built-in resources, each with its own recipe key; a custom resource may not take their names.
+BUILTIN_RESOURCES = {"cpu": "the CPU keys (cpus_per_worker, num_cpus_per_replica)",
+                     "gpu": "training.scaling.use_gpu", "memory": "no key (Ray sizes it)",
+                     "object_store_memory": "no key (Ray sizes it)"}
+RESOURCE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _check_custom_resources(value: dict[str, float]) -> dict[str, float]:
+    for name, amount in value.items():
+        builtin = BUILTIN_RESOURCES.get(name.lower())
+        if builtin:
+            raise ValueError(f"{name!r} is one of Ray's built-in resources: use {builtin} for it; "
+                             "this map is for custom resources given to `ray start --resources`")
+        if not RESOURCE_RE.match(name):
+            raise ValueError(f"{name!r} is not a Ray resource name: letters, digits, '_', '.', ':' "
+                             "and '-', starting with a letter or '_'")
+        if not amount > 0:
+            raise ValueError(f"{name}: {amount!r} must be above 0 (leave the resource out instead)")
+    return value
+
+
+CustomResources = Annotated[dict[str, float], AfterValidator(_check_custom_resources)]
+"""Custom Ray resources (``{serve_node: 1}``) a task reserves: they pin it to the nodes started
+with ``ray start --resources='{"serve_node": N}'``."""
+
 
 class SecretRef(Spec):
     """Where a secret comes from. Secrets never sit in YAML: write ``${oc.env:VAR}`` or ``{env: VAR}``."""

@@ -1,10 +1,10 @@
 """The ``serving`` section: the Ray Serve application that answers prediction requests."""
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
-from framework.spec.base import Name, SecretRef, Spec
+from framework.spec.base import CustomResources, Name, SecretRef, Spec
 
 Scalar = Union[bool, int, float, str]
 
@@ -189,6 +189,13 @@ class Serving(Spec):
     num_cpus_per_replica: float = Field(
         default=0.5, gt=0, description="CPUs reserved per replica (fractional is fine)."
     )
+    resources: CustomResources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each replica reserves besides its CPUs, e.g. "
+        "{serve_node: 1}: replicas then run only on nodes started with `ray start "
+        "--resources='{\"serve_node\": N}'` (N replicas each). A name no node of the cluster has "
+        "fails the deploy at once.",
+    )
     predictor: Literal["xgboost", "treelite", "auto"] = Field(
         default="xgboost",
         description="How replicas evaluate the trees. xgboost: the booster's inplace_predict. "
@@ -234,3 +241,12 @@ class Serving(Spec):
         default="/", description="Prefix of every route: the model answers at "
         "<prefix>/v1/models/<model_id>/predictions, the gateway at <prefix>/v1/predictions. Give "
         "each project sharing a cluster its own prefix.")
+
+    @model_serializer(mode="wrap")
+    def _without_empty_resources(self, handler: Any) -> dict[str, Any]:
+        # Recipes without custom resources dump (and so fingerprint) as they did before the key
+        # existed, so adding it redeploys nothing.
+        data = handler(self)
+        if not data.get("resources"):
+            data.pop("resources", None)
+        return data

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
-from framework.spec.base import Name, Spec
+from framework.spec.base import CustomResources, Name, Spec
 from framework.spec.xgboost_params import (
     PARAM_NAMES,
     XGBoostParams,
@@ -142,6 +142,12 @@ class Scaling(Spec):
     max_failures: int = Field(
         default=0, ge=-1, description="Worker failures tolerated before the job fails (-1: always retry)."
     )
+    resources_per_worker: CustomResources = Field(
+        default_factory=dict,
+        description="Custom Ray resources each worker (and each tuning trial) reserves besides its "
+        "CPUs, e.g. {train_node: 1}: workers then run only on nodes started with `ray start "
+        "--resources='{\"train_node\": 1}'`. A name no node of the cluster has fails at once.",
+    )
     resource_wait_s: float = Field(
         default=DEFAULT_RESOURCE_WAIT_S, gt=0, le=86_400,
         description="Seconds training waits for the Ray cluster to free the workers' CPUs (num_workers "
@@ -150,12 +156,14 @@ class Scaling(Spec):
     )
 
     @model_serializer(mode="wrap")
-    def _without_default_wait(self, handler: Any) -> dict[str, Any]:
+    def _without_defaults(self, handler: Any) -> dict[str, Any]:
         # A wait bound is not part of the model: at its default, recipes dump (and so fingerprint)
         # as they did before it existed, so adding it retrains nothing.
         data = handler(self)
         if data.get("resource_wait_s") == DEFAULT_RESOURCE_WAIT_S:
             data.pop("resource_wait_s", None)
+        if not data.get("resources_per_worker"):  # likewise for recipes without custom resources
+            data.pop("resources_per_worker", None)
         return data
 
 

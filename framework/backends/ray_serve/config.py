@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from framework.backends.ray_runtime import ON_HEAD
 from framework.compile.contract import feature_types
 from framework.serving.auth import key_records
 from framework.serving.settings import (MODEL_IMPORT_PATH, AppArgs, deployment_options,
@@ -165,7 +166,7 @@ def gateway_config(route_prefix: str, max_body_bytes: int = 1_048_576,
         "args": {"max_body_bytes": max_body_bytes, "models_prefix": f"{base}/v1/models",
                  **(timeouts or {})},
         "deployments": [{"name": "LoomGateway", "num_replicas": 1, "max_ongoing_requests": 256,
-                         "ray_actor_options": {"num_cpus": GATEWAY_CPUS},
+                         "ray_actor_options": {"num_cpus": GATEWAY_CPUS, "resources": dict(ON_HEAD)},
                          "logging_config": {"enable_access_log": False}}],
     }
 

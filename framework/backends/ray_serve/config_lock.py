@@ -47,8 +47,11 @@ class _Lock:
 def _actor() -> object:
     import ray
 
+    from framework.backends.ray_runtime import ON_HEAD
+
     return ray.remote(_Lock).options(name=NAME, namespace=NAMESPACE, lifetime="detached",
-                                     get_if_exists=True, num_cpus=0, max_restarts=-1).remote()
+                                     get_if_exists=True, num_cpus=0, max_restarts=-1,
+                                     resources=dict(ON_HEAD)).remote()
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class TrainJob:
     name: str
     #: Seconds to wait for the workers' resources before failing (``training.scaling.resource_wait_s``).
     resource_wait_s: float = 300.0
+    #: Custom Ray resources per worker (``training.scaling.resources_per_worker``).
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,8 +115,9 @@ def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: l
         BackendError: when the Ray Train run fails (after ``max_failures`` retries), or its workers
             did not get their resources within ``job.resource_wait_s``.
     """
-    from framework.backends.cluster_wait import ResourceWait
+    from framework.backends.cluster_wait import ResourceWait, require_custom_resources
 
+    require_custom_resources(_bundle(job), "training.scaling.resources_per_worker", "each training worker")
     trainer = _trainer(job, arrays, feature_names, feature_types)
     wait = ResourceWait("training", _bundle(job), job.num_workers, job.resource_wait_s,
                         "training.scaling.resource_wait_s", progress)
@@ -134,7 +137,7 @@ def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: l
 
 
 def _bundle(job: TrainJob) -> dict[str, float]:
-    return {"CPU": job.cpus_per_worker, **({"GPU": 1.0} if job.use_gpu else {})}
+    return {"CPU": job.cpus_per_worker, **({"GPU": 1.0} if job.use_gpu else {}), **job.resources}
 
 
 @contextlib.contextmanager
@@ -178,7 +181,7 @@ def _trainer(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[s
             "num_boost_round": job.num_boost_round, "early_stopping_rounds": job.early_stopping_rounds,
         },
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
-                                     resources_per_worker={"CPU": job.cpus_per_worker}),
+                                     resources_per_worker={"CPU": job.cpus_per_worker, **job.resources}),
         run_config=RunConfig(name=job.name, storage_path=job.storage_path,
                              failure_config=FailureConfig(max_failures=job.max_failures,
                                                           controller_failure_limit=0),

@@ -161,6 +161,7 @@ def make_job(step: "Step", ctx: "RunContext", params: dict[str, Any]) -> "TrainJ
         early_stopping_rounds=model.early_stopping_rounds, num_workers=scaling.num_workers,
         cpus_per_worker=scaling.cpus_per_worker, use_gpu=scaling.use_gpu,
         max_failures=scaling.max_failures, resource_wait_s=scaling.resource_wait_s,
+        resources=dict(scaling.resources_per_worker),
         storage_path=storage_path(ctx.recipe, ctx.workspace),
         # A fresh name per run: Train V2 resumes a run whose name and storage path already exist.
         name=f"train-{ctx.recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",

@@ -35,6 +35,8 @@ class SweepJob:
     feature_types: list[str] = field(default_factory=list)  # q or c (categorical codes) per feature
     #: Seconds the sweep may wait with no trial able to start (``training.scaling.resource_wait_s``).
     resource_wait_s: float = 300.0
+    #: Custom Ray resources per trial (``training.scaling.resources_per_worker``).
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 class _ReportMetric(xgboost.callback.TrainingCallback):
@@ -87,13 +89,16 @@ def run_sweep(job: SweepJob, data: dict[str, np.ndarray],
     """
     from ray import tune
 
-    from framework.backends.cluster_wait import ResourceWait
+    from framework.backends.cluster_wait import ResourceWait, require_custom_resources
 
     started = time.perf_counter()
-    wait = ResourceWait("tuning", {"CPU": job.cpus_per_trial}, 1, job.resource_wait_s,
+    demand = {"CPU": job.cpus_per_trial, **job.resources}
+    require_custom_resources(demand, "training.scaling.resources_per_worker", "each tuning trial")
+    wait = ResourceWait("tuning", demand, 1, job.resource_wait_s,
                         "training.scaling.resource_wait_s", progress)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trial, data=data, job=job), {"cpu": job.cpus_per_trial}),
+        tune.with_resources(tune.with_parameters(trial, data=data, job=job),
+                            tune.PlacementGroupFactory([demand])),
         param_space=job.space,
         tune_config=tune.TuneConfig(metric=job.metric, mode=job.mode, num_samples=job.num_samples,
                                     scheduler=_scheduler(job),

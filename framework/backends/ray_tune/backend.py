@@ -92,6 +92,7 @@ def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None 
         metric=tuning.metric, mode=tuning.mode, task=recipe.task, num_samples=tuning.num_samples,
         scheduler=tuning.scheduler, max_concurrent=tuning.max_concurrent_trials,
         cpus_per_trial=scaling.cpus_per_worker, resource_wait_s=scaling.resource_wait_s,
+        resources=dict(scaling.resources_per_worker),
         storage_path=storage_path(ctx.recipe, ctx.workspace),
         name=f"tune-{recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
         feature_types=list(feature_types or []),
