@@ -144,15 +144,74 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
             proc.wait()
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen, name: str = "redis-server") -> None:
     for _ in range(200):
         if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode} before listening")
+            raise RuntimeError(f"{name} exited with {proc.returncode} before listening")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not listen on 127.0.0.1:{port}")
+    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port}")
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    """The directory of PostgreSQL's server programs (Debian's postgresql, installed if missing)."""
+    import glob
+
+    import debian
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        debian.binary("pg_ctlcluster", "postgresql")  # Debian keeps initdb off PATH
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert found, "postgresql is installed but no /usr/lib/postgresql/*/bin/initdb exists"
+    return Path(found[-1]).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL on 127.0.0.1 (trust auth for user ``loom``, database ``feast``), its data
+    in a temp dir; yields ``host:port``. It runs as the ``postgres`` user (the server refuses
+    root) and is stopped by its PID."""
+    import pwd
+
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    # Not under pytest's temp root, which only root may enter.
+    data = Path(tempfile.mkdtemp(prefix="loom-pg-", dir="/tmp"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(data, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "loom",
+                    "-A", "trust", "--no-sync"], check=True, capture_output=True, timeout=120)
+    proc = subprocess.Popen(
+        [*as_user, str(bin_dir / "postgres"), "-D", str(data / "db"), "-p", str(port),
+         "-k", str(data), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_port(port, proc, "postgres")
+        deadline = time.monotonic() + 30
+        while subprocess.run([*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
+                              "-U", "loom", "feast"], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline, "createdb feast kept failing"
+            time.sleep(0.3)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: runuser and the server
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 # -- MLflow server -------------------------------------------------------------------------------

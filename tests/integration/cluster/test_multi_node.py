@@ -4,7 +4,8 @@ A head and a second node are started with ``ray start`` on this machine, each wi
 dir and working dir. The second node runs in its own mount namespace where the project directory
 (the driver's workspace: recipes, data, ``.loom``) is an empty tmpfs, so anything Loom handed it
 by a driver path would fail there. The stores are the ones a cluster shares: Redis online store,
-a Feast SQL registry and Ray Train storage outside the workspace, and a real ``mlflow server``
+a Feast SQL registry on a real PostgreSQL, Ray Train storage outside the workspace, and a real
+``mlflow server``
 (SQL backend, ``--serve-artifacts``).
 
 Custom resources pin the training worker to the second node and spread the two replicas one per
@@ -132,14 +133,15 @@ def _version(url: str, body: dict | None = None) -> str:
 
 
 def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_one(
-        cluster: Cluster, project: Path, redis_server, mlflow_server, tmp_path_factory):
+        cluster: Cluster, project: Path, redis_server, postgres_server, mlflow_server,
+        tmp_path_factory):
     from framework.rollout.status import status as rollout_status
 
     shared = tmp_path_factory.mktemp("shared")  # what a cluster's shared stores hold
     url, _ = mlflow_server
     port = H.free_port()
     env = {**cluster.env, "RAY_ADDRESS": cluster.address, "LOOM_API_KEY": KEY,
-           "LOOM_REDIS": str(redis_server), "LOOM_FEAST_REGISTRY": f"sqlite:///{shared}/feast.db",
+           "LOOM_REDIS": str(redis_server), "LOOM_FEAST_REGISTRY": f"postgresql+psycopg://loom@{postgres_server}/feast",
            "LOOM_STORAGE_PATH": str(shared / "ray-results")}
     base = ["recipe=churn", "env=cluster", "store=redis", f"+registry.tracking_uri={url}",
             f"serving.http.port={port}", f"env.metrics_export_port={cluster.metrics_port}",
@@ -172,6 +174,11 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     # Nothing of MLflow or the Feast registry is in the workspace: every node reads them remotely.
     assert not (project / ".loom" / "mlflow").exists()
     assert not list((project / ".loom").rglob("registry.db"))
+    import psycopg
+
+    with psycopg.connect(f"postgresql://loom@{postgres_server}/feast") as db:
+        services = [row[0] for row in db.execute("SELECT feature_service_name FROM feature_services")]
+    assert services, "the feature service is in the PostgreSQL registry"
 
     # A canary of version 2 starts on both nodes, and is rolled back.
     v2 = [*base, "training.model.params.max_depth=5", "rollout=canary", "rollout.steps=[50,100]",
