@@ -138,6 +138,64 @@ def _attach(recipe: "Recipe", workspace: Path, address: str) -> None:
             f"Cannot connect to Ray at {address} (env.ray_address or {workspace}/ray/address): "
             f"{type(exc).__name__}: {exc}. Start it with `loom up` or fix env.ray_address."
         ) from exc
+    if recipe.env.ray_address:
+        try:
+            check_nodes_run_loom(address)
+        except BackendError:
+            ray.shutdown()
+            raise
+
+
+#: Longest wait for every node of a cluster to say whether its workers can import Loom.
+NODE_CHECK_S = 10.0
+
+
+def check_nodes_run_loom(address: str, timeout_s: float = NODE_CHECK_S) -> None:
+    """Fail when a node of the cluster cannot import Loom (its training workers and replicas would
+    fail there, after Serve's retries); one task per live node, ``timeout_s`` at most.
+
+    The probe is sent by value (a function Ray pickles without importing ``framework`` on the
+    node). A node that does not answer within ``timeout_s`` (busy starting workers) is not held
+    against the cluster.
+
+    Raises:
+        BackendError: naming the nodes that lack Loom, what they said, and the fix.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def can_import_loom() -> str:  # local, so Ray ships it by value: no import of Loom to run it
+        import importlib
+
+        try:
+            importlib.import_module("framework.serving.settings")  # what every replica imports
+        except ImportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(can_import_loom)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(): n for n in nodes}
+    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    missing = []
+    for ref in ready:
+        try:
+            said = ray.get(ref, timeout=1)
+        except Exception:  # noqa: BLE001 - the node died meanwhile: not a missing install
+            continue
+        if said:
+            node = refs[ref]
+            missing.append(f"{node.get('NodeManagerAddress')} (node {node['NodeID'][:8]}): {said}")
+    if missing:
+        raise BackendError(
+            f"Loom is not installed on {len(missing)} node(s) of the Ray cluster at {address} "
+            f"(env.ray_address): {'; '.join(missing)}. Training workers and replicas run Loom's code "
+            "on every node: install the same loom-ml (`pip install -c scripts/constraints.txt .` in "
+            "the Python the node's `ray start` runs), or start the nodes from the image with Loom "
+            "(env.kubernetes.image).")
 
 
 #: Longest wait for env.ray_address to accept a connection before Loom says it cannot be reached.

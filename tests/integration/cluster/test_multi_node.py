@@ -38,6 +38,7 @@ import serving_helpers as H  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 KEY = "test-key-0123456789"
 RAY = str(Path(sys.executable).with_name("ray"))
+ROOT = Path(__file__).resolve().parents[3]
 
 #: Lists the cluster's actors with their node (the head's state API) as JSON, from a driver.
 ACTORS = """
@@ -74,11 +75,28 @@ class Cluster:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _ray_start(args: list[str], env: dict[str, str], cwd: Path, hide: Path | None = None) -> None:
+    def add_node(self, name: str, resources: dict[str, float], hide: list[Path]) -> None:
+        """``ray start`` of one more node, with its own temp and working dirs, in a mount namespace
+        where every directory of ``hide`` is an empty tmpfs."""
+        self.temps[name] = self.temps["head"].with_name(name)
+        work = self.temps["head"].with_name(f"{name}-work")
+        work.mkdir()
+        # Each node's Serve proxy needs a port of its own on this machine.
+        env = {**self.env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(H.free_port())}
+        if name == "node2":
+            env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(self.node2_http_port)
+        _ray_start([f"--address={self.address}", "--num-cpus=2", f"--resources={json.dumps(resources)}",
+                    f"--metrics-export-port={H.free_port()}",
+                    f"--dashboard-agent-listen-port={H.free_port()}", f"--temp-dir={self.temps[name]}"],
+                   env, work, hide)
+
+
+def _ray_start(args: list[str], env: dict[str, str], cwd: Path, hide: list[Path] = ()) -> None:
     cmd = [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args]
-    if hide is not None:  # a mount namespace where ``hide`` is an empty, private tmpfs
+    if hide:  # a mount namespace where each directory of ``hide`` is an empty, private tmpfs
         cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-               'mount -t tmpfs -o mode=0700 loom-hidden "$0" && exec "$@"', str(hide), *cmd]
+               'while [ "$1" != -- ]; do mount -t tmpfs -o mode=0700 loom-hidden "$1" || exit 1; '
+               'shift; done; shift; exec "$@"', "sh", *map(str, hide), "--", *cmd]
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
@@ -94,9 +112,8 @@ def cluster(project: Path, tmp_path_factory: pytest.TempPathFactory):
     gcs, dashboard, metrics = H.free_port(), H.free_port(), H.free_port()
     found = Cluster(address=f"127.0.0.1:{gcs}", dashboard=f"http://127.0.0.1:{dashboard}",
                     metrics_port=metrics, node2_http_port=H.free_port(), env=env,
-                    temps={"head": base / "head", "node2": base / "node2"})
-    for name in ("head", "node2"):
-        (base / f"{name}-work").mkdir()
+                    temps={"head": base / "head"})
+    (base / "head-work").mkdir()
     try:
         _ray_start(["--head", f"--port={gcs}", "--num-cpus=2", '--resources={"loom_replica": 1}',
                     "--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -104,16 +121,10 @@ def cluster(project: Path, tmp_path_factory: pytest.TempPathFactory):
                     f"--dashboard-agent-listen-port={H.free_port()}",
                     f"--ray-client-server-port={H.free_port()}", f"--temp-dir={found.temps['head']}"],
                    env, base / "head-work")
-        # The second node's Serve proxy needs a port of its own on this machine.
-        node2_env = {**env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(found.node2_http_port)}
-        _ray_start([f"--address={found.address}", "--num-cpus=2",
-                    '--resources={"loom_replica": 1, "node2": 1}',
-                    f"--metrics-export-port={H.free_port()}",
-                    f"--dashboard-agent-listen-port={H.free_port()}",
-                    f"--temp-dir={found.temps['node2']}"], node2_env, base / "node2-work", hide=project)
+        found.add_node("node2", {"loom_replica": 1, "node2": 1}, hide=[project])
         yield found
     finally:
-        for name in ("node2", "head"):
+        for name in reversed(list(found.temps)):
             with contextlib.suppress(KeyError, OSError):
                 for pid in found.pids(name):  # only this cluster's processes, by its temp dirs
                     with contextlib.suppress(ProcessLookupError):
@@ -219,6 +230,20 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     late = direct.between(killed_at + 3, time.time())
     assert late and all(r[1] == 200 for r in late), [r[1:] for r in late if r[1] != 200]
     assert {_version(model_url) for _ in range(5)} == {"1"}
-    print(f"\nnode 2 killed under load: gateway route {len(lost)} of {sent} failed; model route "
+
+    # A node without Loom joins (the repository's framework/ is empty there): the next command
+    # that connects to the cluster says so, naming the node, instead of replicas failing there.
+    cluster.add_node("node3", {}, hide=[project, ROOT / "framework"])
+    started = time.monotonic()
+    refused = _loom(project, env, "launch", *base, "rollout=direct", "+serving.max_instances=999")
+    took = time.monotonic() - started
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    said = refused.stdout + refused.stderr
+    assert "Loom is not installed on 1 node(s) of the Ray cluster" in said, said[-3000:]
+    assert "No module named" in said and "install the same loom-ml" in said, said[-3000:]
+    assert "Traceback" not in said
+    assert {_version(model_url) for _ in range(3)} == {"1"}  # what served before still serves
+    print(f"\na node without Loom: `loom launch` refused in {took:.1f} s: {said.strip().splitlines()[-1]}")
+    print(f"node 2 killed under load: gateway route {len(lost)} of {sent} failed; model route "
           f"{len(direct.failed())} of {len(direct.records)} failed (Serve's proxy does not retry "
           f"requests that were on the lost node's replica); {len(late)} answered from 3 s after")
