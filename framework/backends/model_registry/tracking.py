@@ -71,6 +71,10 @@ def client_for(uri: str) -> "MlflowClient":
         BackendError: the SQLite store needs ``alembic``, which mlflow-skinny does not install.
     """
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # Loom prints its own lines: no "🏃 View run ... at" per run on a tracking server, and no
+    # download progress bars (each artifact download).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if uri.startswith("sqlite:"):
         _check_sqlite_support(uri)
     import mlflow

@@ -131,8 +131,7 @@ def resolve_model(tracking_uri: str, model_name: str, version_or_alias: str,
     """
     import mlflow.artifacts
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # Loom prints its own
-    client = client_for(tracking_uri)
+    client = client_for(tracking_uri)  # no progress bars: Loom prints its own
     version = _get(client, model_name, version_or_alias)
     target = Path(dst_dir) if dst_dir else _cache_dir(tracking_uri, model_name, str(version.version))
     model_path = target / MODEL_FILE

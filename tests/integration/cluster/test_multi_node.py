@@ -170,6 +170,8 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
 
     first = _loom(project, env, "launch", *base, "rollout=direct")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    # Loom's own progress lines only: none of MLflow's run links or download bars.
+    assert "View run" not in first.stdout and "Downloading artifacts" not in first.stdout + first.stderr
     actors = cluster.actors()
     trained = [a for a in actors if a["cls"] == "RayTrainWorker"]
     assert trained and all(a["on_head"] is False for a in trained), trained  # on node 2
