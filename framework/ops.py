@@ -194,5 +194,6 @@ def render_optimize(out: dict[str, Any]) -> str:
                      f"{row['treelite_us_per_row']:>16.3f}  {row['speedup']:>7.2f}x")
     picks = out["auto_picks"]
     lines += ["", f"Faster online (one row, what serving.predictor: auto picks): {picks['online']}; "
-                  f"faster for the largest batch: {picks['batch']} (batch jobs score with XGBoost)"]
+                  f"faster at {out['table'][-1]['rows']:,} rows per call: {picks['batch']} "
+                  "(batch.predictor: auto times the recipe's batch.batch_size)"]
     return "\n".join(lines)

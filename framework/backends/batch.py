@@ -66,7 +66,7 @@ def run_batch(ctx: "RunContext", req: BatchRequest) -> dict[str, Any]:
         raise BackendError(f"Model '{recipe.model_id}' version {model['version']} has no contract "
                            "(it was trained before contracts existed); retrain it with "
                            f"`loom launch recipe={recipe.name}` to score it in batch.")
-    fingerprint = _fingerprint(ctx, req, model)
+    fingerprint = _fingerprint(ctx, req, model)  # the predictor does not change the answers
     recorded = _recorded(ctx, req.output)
     if not req.force and recorded.get("fingerprint") == fingerprint and req.output.is_file():
         ctx.progress(f"batch: unchanged (same input, data and version {model['version']}); "
@@ -77,11 +77,16 @@ def run_batch(ctx: "RunContext", req: BatchRequest) -> dict[str, Any]:
     ctx.progress(f"batch: {len(frame):,} rows from {req.input}, version {model['version']} "
                  f"({ref}), features {'as of ' + req.as_of if req.as_of else 'point in time'}")
     rows = with_features(ctx, frame, req.as_of)
+    from framework.backends.compiled import for_batch
+
+    model, predictor = for_batch(ctx, model)
     scored = score(ctx, rows, model)
-    summary = _write(scored, req, model, fingerprint, time.perf_counter() - started)
+    summary = {**_write(scored, req, model, fingerprint, time.perf_counter() - started),
+               "predictor": predictor}
     _record(ctx, req.output, summary)
     ctx.progress(f"batch: {summary['rows']:,} rows in, {summary['rows']:,} out, "
-                 f"{summary['missing']:,} with missing features; {summary['rows_per_s']:,.0f} rows/s")
+                 f"{summary['missing']:,} with missing features; {summary['rows_per_s']:,.0f} rows/s "
+                 f"({predictor['name']})")
     return summary
 
 
@@ -161,10 +166,15 @@ class _Scorer:
     vectorized pass, so workers move and see numbers only, as a hand-written job's would.
     """
 
-    def __init__(self, model_path: str, multiclass: bool) -> None:
+    def __init__(self, model_path: str, multiclass: bool, compiled_path: str | None = None,
+                 compiled_sha256: str | None = None) -> None:
         import xgboost
 
         self.booster, self.multiclass = xgboost.Booster(model_file=model_path), multiclass
+        if compiled_path:  # batch.predictor chose the compiled library: only the checked bytes
+            from framework.serving.compiled import load_compiled
+
+            self.booster = load_compiled(compiled_path, self.booster, compiled_sha256)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         import pandas as pd
@@ -248,7 +258,8 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
                           "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
         blocks = min(-(-len(work) // b.batch_size), 4 * b.concurrency)
         ds = _dataset(work, blocks).map_batches(
-            _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass"),
+            _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass",
+                                          model.get("compiled_path"), model.get("compiled_sha256")),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,
             batch_format="pandas")
         parts, done, last = [], 0, time.perf_counter()
@@ -333,7 +344,8 @@ def _log_run(ctx: "RunContext", summary: dict[str, Any]) -> None:
     exp = experiment_id(client, ctx.recipe, ctx.workspace)
     run = client.create_run(exp, run_name=f"{ctx.recipe.name}-batch", tags={
         "loom.address": "batch", "loom.batch.output": summary["output"],
-        "loom.batch.fingerprint": summary["fingerprint"], "loom.model_version": summary["model_version"]})
+        "loom.batch.fingerprint": summary["fingerprint"], "loom.model_version": summary["model_version"],
+        "loom.batch.predictor": (summary.get("predictor") or {}).get("name", "xgboost")})
     for key in ("rows", "missing", "rows_per_s", "elapsed_s"):
         client.log_metric(run.info.run_id, key, float(summary[key]))
     client.set_terminated(run.info.run_id)

@@ -200,7 +200,8 @@ def optimize(tracking_uri: str, model: dict[str, Any],
              progress: Any = lambda line: None) -> dict[str, Any]:
     """``loom optimize`` for one registered version: its checked library, the timing table and
     the faster predictor per path (one row: what ``serving.predictor: auto`` picks for replicas;
-    the largest batch: what a batch job would gain, though ``loom batch`` scores with XGBoost)."""
+    the largest batch: what ``batch.predictor: auto`` picks for ``loom batch`` at its default
+    batch size)."""
     import xgboost
 
     lib = version_library(tracking_uri, model, Path(model["model_path"]).parent)
@@ -217,14 +218,32 @@ def optimize(tracking_uri: str, model: dict[str, Any],
 
 
 def for_deploy(ctx: "RunContext", model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The registered model with its compiled library (``compiled_path``) when
-    ``serving.predictor`` asks for one, and what was chosen (with ``auto``'s timings at one row).
+    """The predictor of the version a deploy puts in a slot (``serving.predictor``; ``auto``
+    times one row per call, what a replica mostly scores)."""
+    return choose(ctx, model, ctx.recipe.serving.predictor, "serving.predictor", rows=1)
+
+
+#: The most rows per call ``batch.predictor: auto`` times (a batch job's calls are ``batch_size``).
+BATCH_TIMING_ROWS = 100_000
+
+
+def for_batch(ctx: "RunContext", model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The predictor of a ``loom batch`` job (``batch.predictor``; ``auto`` times
+    ``batch.batch_size`` rows per call, at most ``BATCH_TIMING_ROWS``)."""
+    rows = min(ctx.recipe.batch.batch_size, BATCH_TIMING_ROWS)
+    return choose(ctx, model, ctx.recipe.batch.predictor, "batch.predictor", rows=rows)
+
+
+def choose(ctx: "RunContext", model: dict[str, Any], choice: str, key: str,
+           rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registered model with its compiled library (``compiled_path``, ``compiled_sha256``)
+    when ``choice`` asks for one, and what was chosen (with ``auto``'s timings at ``rows`` rows
+    per call).
 
     Raises:
         BackendError: ``treelite`` and the library cannot be built or predicts differently from
             XGBoost (``auto`` then keeps XGBoost and says why).
     """
-    choice = ctx.recipe.serving.predictor
     if choice == "xgboost":
         return model, {"name": "xgboost", "asked": choice}
     import xgboost
@@ -233,26 +252,26 @@ def for_deploy(ctx: "RunContext", model: dict[str, Any]) -> tuple[dict[str, Any]
 
     try:
         lib = version_library(tracking_uri(ctx.recipe, ctx.workspace), model,
-                                       Path(model["model_path"]).parent)
+                              Path(model["model_path"]).parent)
     except BackendError as exc:
         if choice == "treelite":
             raise
-        ctx.progress(f"serving.predictor auto: keeping XGBoost for version {model['version']} ({exc})")
+        ctx.progress(f"{key} auto: keeping XGBoost for version {model['version']} ({exc})")
         return model, {"name": "xgboost", "asked": choice, "reason": str(exc)[:300]}
     from framework.serving.compiled import sha256_of
 
     with_lib = {**model, "compiled_path": str(lib), "compiled_sha256": sha256_of(str(lib))}
     if choice == "treelite":
-        ctx.progress(f"serving.predictor: version {model['version']} compiled (Treelite), "
-                     "checked equal to XGBoost")
+        ctx.progress(f"{key}: version {model['version']} compiled (Treelite), checked equal to XGBoost")
         return with_lib, {"name": "treelite", "asked": choice}
     booster = xgboost.Booster(model_file=str(model["model_path"]))
     booster.set_param({"nthread": 1})
     names = [f"f{i}" for i in range(booster.num_features())]
-    (row,) = timing_table(booster, load(lib, booster), names, None, sizes=(1,),
-                                   budget_s=0.2)
+    (row,) = timing_table(booster, load(lib, booster), names, _profile(model.get("profile_path")),
+                          sizes=(rows,), budget_s=0.2)
     faster = "treelite" if row["speedup"] > 1 else "xgboost"
-    ctx.progress(f"serving.predictor auto: one row {row['xgboost_us_per_row']:.1f} us with XGBoost, "
-                 f"{row['treelite_us_per_row']:.1f} us compiled: {faster}")
+    ctx.progress(f"{key} auto: {rows:,} row(s) per call {row['xgboost_us_per_row']:.2f} us/row with "
+                 f"XGBoost, {row['treelite_us_per_row']:.2f} us/row compiled: {faster}")
     chosen = with_lib if faster == "treelite" else model
-    return chosen, {"name": faster, "asked": choice, "one_row_us": row}
+    timing = {"one_row_us": row} if rows == 1 else {"timing": row}
+    return chosen, {"name": faster, "asked": choice, **timing}

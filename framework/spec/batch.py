@@ -1,6 +1,8 @@
 """The ``batch`` section: defaults for ``loom batch``, which scores a table with a registered version."""
 
-from pydantic import Field
+from typing import Any, Literal
+
+from pydantic import Field, model_serializer
 
 from framework.spec.base import Name, Spec
 
@@ -35,3 +37,19 @@ class Batch(Spec):
     cpus_per_worker: float = Field(
         default=0.5, gt=0, description="CPUs reserved per scoring worker (they must be free on the "
         "cluster beside what serves, or the job is refused with the numbers).")
+    predictor: Literal["xgboost", "treelite", "auto"] = Field(
+        default="xgboost",
+        description="How the scoring workers evaluate the trees. xgboost: the booster's "
+        "inplace_predict. treelite: the version's compiled library (the one serving.predictor "
+        "uses, built and checked against XGBoost the same way, reused from MLflow), else the job "
+        "fails. auto: compile, time both at batch_size rows per call (at most 100,000) and score "
+        "with the faster; the job's record says which and the timings.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_predictor(self, handler: Any) -> dict[str, Any]:
+        # Recipes that keep XGBoost dump (and so fingerprint) as they did before the key existed.
+        data = handler(self)
+        if data.get("predictor") == "xgboost":
+            data.pop("predictor", None)
+        return data

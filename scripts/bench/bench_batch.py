@@ -12,6 +12,8 @@ after it, on the same in-memory rows (churn's five features plus one categorical
 - loom batch: ``framework.backends.batch.score``: the same Ray Data job with Loom's scorer, which
   encodes the categories of the version's contract, labels the answers, flags missing features,
   keeps every row by ``row_id`` and reports progress.
+- loom batch (treelite): the same job with ``batch.predictor: treelite``: the version compiled to
+  native code (Treelite + TL2cgen, gcc; built once, before the timed rounds), one thread per worker.
 - inplace_predict: one process, one call on the whole matrix: the floor.
 
 Runs alternate (loom, hand-written, floor) so load from other processes hits each side alike;
@@ -101,6 +103,15 @@ def loom(rows: pd.DataFrame, model: dict, batch_size: int) -> pd.DataFrame:
     return score(ctx, rows, model)
 
 
+def with_library(model: dict, out: Path) -> dict:
+    """``model`` with its compiled library, as ``batch.predictor: treelite`` hands it to the job."""
+    from framework.backends import compiled
+    from framework.serving.compiled import sha256_of
+
+    lib = compiled.compile_model(model["model_path"], out)
+    return {**model, "compiled_path": str(lib), "compiled_sha256": sha256_of(str(lib))}
+
+
 def floor(rows: pd.DataFrame, model: dict, batch_size: int) -> np.ndarray:
     import xgboost
 
@@ -122,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         model = train(Path(tmp) / "model.ubj")
+        fast = with_library(model, Path(tmp))
         rows = make_rows(args.rows)
-        sides = {"loom batch": loom, "hand-written Ray Data": hand_written, "inplace_predict": floor}
+        sides = {"loom batch": loom, "loom batch (treelite)": lambda r, m, b: loom(r, fast, b),
+                 "hand-written Ray Data": hand_written, "inplace_predict": floor}
         times: dict[str, list[float]] = {name: [] for name in sides}
         fn_out = {}
         for _ in range(args.repeats + 1):  # the first round warms Ray Data up and is not counted
@@ -139,7 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|")
     for name in sides:
         print(f"| {name} | {rate[name]:,.0f} | {rate[name] / rate['hand-written Ray Data']:.2f}x |")
+    print(f"loom batch (treelite) vs loom batch (xgboost): "
+          f"{rate['loom batch (treelite)'] / rate['loom batch']:.2f}x rows/s")
     assert len(fn_out["loom batch"]) == args.rows  # rows in = rows out
+    np.testing.assert_allclose(fn_out["loom batch (treelite)"]["probability"].to_numpy(float),
+                               fn_out["loom batch"]["probability"].to_numpy(float), atol=1e-5)
 
 
 if __name__ == "__main__":

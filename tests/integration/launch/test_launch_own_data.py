@@ -169,6 +169,16 @@ def _batch_matches_the_api(project: Path, url: str, port: int) -> None:
         assert row["prediction"] == online["prediction"] and row["model_version"] == online["model_version"]
     again = api.batch(_args(port), options=options)
     assert again.get("unchanged") is True
+    assert job["predictor"] == {"name": "xgboost", "asked": "xgboost"}
+    # batch.predictor: treelite scores with the version's compiled library, checked against
+    # XGBoost first (categorical splits included): the same answers.
+    fast_options = api.BatchOptions(input=Path("to_score.parquet"), output=Path("scored-fast.parquet"))
+    fast = api.batch(_args(port) + ["++batch.predictor=treelite"], options=fast_options)
+    assert fast["predictor"]["name"] == "treelite" and fast["rows"] == N + 1
+    compiled = pd.read_parquet(project / "scored-fast.parquet")
+    np.testing.assert_allclose(compiled["probability"].to_numpy(float), out["probability"].to_numpy(float),
+                               atol=1e-5)
+    assert compiled["prediction"].tolist()[:N] == out["prediction"].tolist()[:N]
 
 
 def _steps_applied(project: Path) -> dict[str, Any]:

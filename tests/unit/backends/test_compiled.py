@@ -157,3 +157,53 @@ def test_changing_the_predictor_of_the_served_version_swaps_it_in_place():
     assert swapped["config_version"] == current["config_version"] + 1
     back = _next_user_config(swapped, model)
     assert "compiled_path" not in back["slots"]["stable"]
+
+
+def _ctx(tmp_path, model_dir, **recipe):
+    from types import SimpleNamespace
+
+    lines: list[str] = []
+    batch = SimpleNamespace(predictor=recipe.get("batch", "xgboost"), batch_size=recipe.get("rows", 5000))
+    serving = SimpleNamespace(predictor=recipe.get("serving", "xgboost"))
+    ctx = SimpleNamespace(recipe=SimpleNamespace(batch=batch, serving=serving), workspace=tmp_path,
+                          progress=lines.append)
+    model = {"version": "3", "model_path": str(model_dir / "model.ubj"), "profile_path": None}
+    return ctx, model, lines
+
+
+@pytest.mark.parametrize("asked", ["xgboost", "treelite", "auto"])
+def test_a_batch_job_picks_its_predictor_by_its_own_batch_size(models, tmp_path, monkeypatch, asked):
+    # batch.predictor is the batch path's own choice: auto times the job's rows per call, not one.
+    _, lib, d = models["binary"]
+    monkeypatch.setattr(compiled, "version_library", lambda uri, model, cache: lib)
+    monkeypatch.setattr("framework.backends.model_registry.tracking.tracking_uri", lambda r, w: "x")
+    ctx, model, lines = _ctx(tmp_path, d, batch=asked, rows=5000)
+    chosen, info = compiled.for_batch(ctx, model)
+    assert info["asked"] == asked
+    if asked == "xgboost":
+        assert chosen is model and info == {"name": "xgboost", "asked": "xgboost"}
+        return
+    if asked == "auto":
+        assert info["timing"]["rows"] == 5000 and "one_row_us" not in info
+        assert info["name"] == ("treelite" if info["timing"]["speedup"] > 1 else "xgboost")
+        assert lines[-1].startswith("batch.predictor auto: 5,000 row(s) per call")
+    if info["name"] == "treelite":
+        assert chosen["compiled_path"] == str(lib) and len(chosen["compiled_sha256"]) == 64
+    online, online_info = compiled.for_deploy(_ctx(tmp_path, d, serving="auto")[0], model)
+    assert online_info["one_row_us"]["rows"] == 1  # the online path times one row per call
+
+
+def test_a_batch_scorer_with_the_library_answers_what_xgboost_answers(models):
+    import pandas as pd
+
+    from framework.backends.batch import _POS, _Scorer
+    from framework.serving.compiled import sha256_of
+
+    _, lib, d = models["multiclass"]
+    batch = pd.DataFrame(X, columns=[f"f{i}" for i in range(4)]).assign(**{_POS: range(len(X))})
+    plain = _Scorer(str(d / "model.ubj"), True)(batch)
+    fast = _Scorer(str(d / "model.ubj"), True, str(lib), sha256_of(str(lib)))(batch)
+    np.testing.assert_allclose(fast["score"], plain["score"], atol=1e-5)
+    assert fast["klass"].tolist() == plain["klass"].tolist()
+    with pytest.raises(ValueError, match="sha256 differs"):
+        _Scorer(str(d / "model.ubj"), True, str(lib), "0" * 64)
