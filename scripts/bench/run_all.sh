@@ -10,6 +10,7 @@ run $PY scripts/bench/bench_validate.py --runs 21
 run $PY scripts/bench/bench_feature_lookup.py --calls 4000
 run $PY scripts/bench/bench_training_dataset.py --sizes 100000 1000000 --runs 5
 run $PY scripts/bench/bench_training.py
+run $PY scripts/bench/bench_training_scale.py --rows 10000000 --workers 2
 run $PY scripts/bench/bench_batch.py --rows 1000000 --repeats 3
 run $PY scripts/bench/bench_stream.py --events 20000 --rounds 3 --latency-s 8
 run $PY scripts/bench/bench_serving.py --rounds 3
