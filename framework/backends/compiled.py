@@ -200,8 +200,8 @@ def optimize(tracking_uri: str, model: dict[str, Any],
              progress: Any = lambda line: None) -> dict[str, Any]:
     """``loom optimize`` for one registered version: its checked library, the timing table and
     the faster predictor per path (one row: what ``serving.predictor: auto`` picks for replicas;
-    the largest batch: what ``batch.predictor: auto`` picks for ``loom batch`` at its default
-    batch size)."""
+    100,000 rows per call: what ``batch.predictor: auto`` picks for a ``loom batch`` whose
+    ``batch.batch_size`` is that large; it times the recipe's own batch size)."""
     import xgboost
 
     lib = version_library(tracking_uri, model, Path(model["model_path"]).parent)

@@ -65,11 +65,13 @@ def export_kuberay(recipe: Any, workspace: Path, project_dir: Path, out_dir: Pat
         ``rayservice.yaml`` is left out (train with the RayJob, then export again).
 
     Raises:
-        BackendError: ``env.kubernetes`` is missing, the HTTP host is loopback, or the Serve
-            config cannot be built (an API key's secret is unavailable).
+        BackendError: ``env.kubernetes`` is missing, the HTTP host is loopback, the head has no
+            CPU for the gateway, or the Serve config cannot be built (an API key's secret is
+            unavailable).
     """
     kube = kubernetes_of(recipe)
     _check_http_host(recipe)
+    _check_head_cpus(kube)
     secrets = pod_secrets(recipe, recipe_data)
     configmap = recipe_configmap(recipe, kube, recipe_data)
     docs = {"rayjob-train.yaml": [configmap, rayjob(recipe, kube, secrets)],
@@ -100,6 +102,15 @@ def _check_http_host(recipe: Any) -> None:
         raise BackendError(f"serving.http.host is {host}: in a pod the Serve proxy would answer only "
                            "inside that pod, never the RayService's Kubernetes Service. Set it to 0.0.0.0 in "
                            "the recipe or add ++serving.http.host=0.0.0.0 (the API keys still guard it).")
+
+
+def _check_head_cpus(kube: Any) -> None:
+    if kube.head_cpus < 1:
+        raise BackendError(
+            f"env.kubernetes.head_cpus is {kube.head_cpus}: Loom's gateway (0.1 CPU) and each "
+            "model's rollout controller run on the Ray head, so it needs a CPU for them, or the "
+            "RayService never answers on /v1/predictions. Set env.kubernetes.head_cpus: 1 (the "
+            "default) or more.")
 
 
 def k8s_name(text: str, suffix: str = "") -> str:

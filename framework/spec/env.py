@@ -34,7 +34,8 @@ class Kubernetes(Spec):
     )
     head_cpus: int = Field(
         default=1, ge=0, le=1024,
-        description="CPUs of the Ray head pod (the training driver and the Serve gateway run there).",
+        description="CPUs of the Ray head pod (the training driver, the Serve gateway and the "
+        "rollout controllers run there; the export needs at least 1).",
     )
     memory_per_cpu_gib: float = Field(
         default=2.0, gt=0, le=1024,

@@ -108,7 +108,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("overrides", [
     (), ("serving=autoscaling",), ("scaling=cluster_gpu",), ("store=redis",),
     ("env.project=teama", "+serving.route_prefix=/teama", "+env.kubernetes.namespace=ml-prod",
-     "+env.kubernetes.service_account=loom-runner", "+env.kubernetes.head_cpus=0"),
+     "+env.kubernetes.service_account=loom-runner", "+env.kubernetes.head_cpus=2"),
 ], ids=["standard", "autoscaling", "gpu", "redis", "project"])
 def test_every_manifest_validates_against_the_kuberay_crds(project: Path, tmp_path: Path, overrides):
     files = _export(tmp_path, *overrides)
@@ -239,6 +239,10 @@ def test_errors_name_the_key_and_the_fix(project: Path, tmp_path: Path):
         kuberay.export_kuberay(loaded.recipe, tmp_path, project, tmp_path / "k", recipe_data=loaded.data)
     loaded = load_recipe(["recipe=churn", K8S[0]])
     with pytest.raises(BackendError, match=r"serving.http.host is 127.0.0.1.*\+\+serving.http.host=0.0.0.0"):
+        kuberay.export_kuberay(loaded.recipe, tmp_path, project, tmp_path / "k", recipe_data=loaded.data)
+    # The gateway runs on the head (pinned there, so a lost worker pod never takes it along).
+    loaded = load_recipe(["recipe=churn", *K8S, "+env.kubernetes.head_cpus=0"])
+    with pytest.raises(BackendError, match=r"env.kubernetes.head_cpus is 0: .* Set env.kubernetes.head_cpus: 1"):
         kuberay.export_kuberay(loaded.recipe, tmp_path, project, tmp_path / "k", recipe_data=loaded.data)
 
 
