@@ -214,6 +214,53 @@ def postgres_server():
         shutil.rmtree(data, ignore_errors=True)
 
 
+# -- S3 (moto's server) --------------------------------------------------------------------------
+
+#: moto's S3 server and the AWS SDK it runs on, in a venv of their own: botocore needs
+#: python-dateutil < 3, and Loom's environment pins 4.0.0. Loom itself talks to it through pyarrow.
+MOTO_PINS = ("moto[server]==5.2.5", "boto3==1.44.5", "botocore==1.44.5")
+
+
+class S3Server(str):
+    """The server's ``http://127.0.0.1:PORT``, with ``log`` (its request log: one line per call)."""
+
+    def __new__(cls, url: str, log: Path) -> "S3Server":
+        out = super().__new__(cls, url)
+        out.log = log
+        return out
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3-compatible endpoint on 127.0.0.1: moto's server (installed once per machine into
+    its own venv); yields an ``S3Server``. Stopped by its PID."""
+    import hashlib
+    import tempfile
+
+    venv = Path(tempfile.gettempdir()) / f"loom-moto-{hashlib.sha256(' '.join(MOTO_PINS).encode()).hexdigest()[:10]}"
+    server = venv / "bin" / "moto_server"
+    if not server.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *MOTO_PINS], check=True,
+                       capture_output=True, timeout=600)
+    port, root = _free_port(), tmp_path_factory.mktemp("s3")
+    log_path = root / "server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, proc, "moto_server")
+        yield S3Server(f"http://127.0.0.1:{port}", log_path)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
 # -- MLflow server -------------------------------------------------------------------------------
 
 

@@ -128,7 +128,7 @@ def pod_secrets(recipe: Any, recipe_data: dict[str, Any]) -> list[PodSecret]:
     """Everything the pods read from the Secret, in a stable order.
 
     The Ray auth token; the Redis online store's password (replicas and the training driver open
-    the store); each ``serving.auth.api_keys[*].key`` (only the RayService head: the Serve config
+    the store); the object store's keys of ``env.storage_s3`` (the training driver); each ``serving.auth.api_keys[*].key`` (only the RayService head: the Serve config
     carries their hashes, and ``loom`` commands run in the pod hash them again); and each
     environment variable an environment-driven recipe field reads (optional keys: without one, the
     field's own default applies).
@@ -137,6 +137,11 @@ def pod_secrets(recipe: Any, recipe_data: dict[str, Any]) -> list[PodSecret]:
     password = getattr(recipe.features.store.online, "password", None)
     if password is not None:
         found.append(_from_ref(password, "features.store.online.password", "redis_password"))
+    s3 = recipe.env.storage_s3
+    if s3 is not None and s3.access_key_id is not None:  # the training driver builds the filesystem
+        found.append(_from_ref(s3.access_key_id, "env.storage_s3.access_key_id", "s3_access_key_id"))
+        found.append(_from_ref(s3.secret_access_key, "env.storage_s3.secret_access_key",
+                               "s3_secret_access_key"))
     if recipe.serving.auth.enabled:
         for i, entry in enumerate(recipe.serving.auth.api_keys):
             found.append(_from_ref(entry.key, f"serving.auth.api_keys[{i}].key",

@@ -114,6 +114,13 @@ def secret_problems(recipe: "Recipe", kinds: set[str], project_dir: Path) -> lis
     if store and password is not None:
         problems += _unresolved(password, "features.store.online.password",
                                 f"{store[0]} needs it (the Redis password)", "the Redis password")
+    train = [k for k in ("training.train", "training.tune") if k in kinds]
+    s3 = recipe.env.storage_s3
+    if train and s3 is not None and s3.access_key_id is not None:
+        for key in ("access_key_id", "secret_access_key"):
+            problems += _unresolved(getattr(s3, key), f"env.storage_s3.{key}",
+                                    f"{train[0]} writes its checkpoints to env.storage_path with it",
+                                    f"the object store's {key.replace('_', ' ')}")
     return problems
 
 
@@ -146,4 +153,4 @@ def _is_data_check(p: Problem) -> bool:
 
 
 def _is_secret(p: Problem) -> bool:
-    return p.path.startswith(("serving.auth", "features.store.online.password"))
+    return p.path.startswith(("serving.auth", "features.store.online.password", "env.storage_s3"))

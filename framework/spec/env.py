@@ -1,11 +1,37 @@
 """The ``env`` section: where Loom keeps its state and which Ray it talks to."""
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from framework.spec.base import ENV_DRIVEN, Spec
+from framework.spec.base import ENV_DRIVEN, SecretRef, Spec
 
 #: A Kubernetes object name or namespace (RFC 1123 label).
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class ObjectStore(Spec):
+    """The S3-compatible object store of ``env.storage_path: s3://...``: its endpoint and the
+    credentials Ray Train and Tune write with, from secret fields only."""
+
+    endpoint_url: str = Field(
+        default="", pattern=r"^(|https?://[^\s@/]+(/[^\s@]*)?)$",
+        description="The store's URL for an S3-compatible service (MinIO, Ceph, a test server): "
+        "http(s)://host:port, no credentials in it. Empty: AWS S3.",
+        json_schema_extra=ENV_DRIVEN,
+    )
+    region: str = Field(default="", pattern=r"^[a-z0-9-]{0,40}$",
+                        description="The bucket's region; empty: the SDK's default.")
+    access_key_id: SecretRef | None = Field(
+        default=None, description="Access key id, from {env: VAR} or {file: path}; with "
+        "secret_access_key. Neither: the nodes' own AWS credentials (instance role, AWS_* env).")
+    secret_access_key: SecretRef | None = Field(
+        default=None, description="Secret access key, from {env: VAR} or {file: path}.")
+
+    @model_validator(mode="after")
+    def _both_keys_or_none(self) -> "ObjectStore":
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("Give both access_key_id and secret_access_key, or neither (the nodes' "
+                             "own AWS credentials)")
+        return self
 
 
 class Kubernetes(Spec):
@@ -64,9 +90,14 @@ class Env(Spec):
         "lasts (removed when it ends; the model itself goes to the MLflow registry). Empty: "
         "<workspace_dir>/ray_results, on this machine. On a multi-node cluster every worker writes "
         "there, so it must be a place every node reaches: s3://bucket/prefix (credentials from the "
-        "nodes' AWS_* environment, never the recipe) or an absolute path on a filesystem every "
-        "node mounts.",
+        "nodes' AWS_* environment or env.storage_s3, never the URI) or an absolute path on a "
+        "filesystem every node mounts.",
         json_schema_extra=ENV_DRIVEN,
+    )
+    storage_s3: ObjectStore | None = Field(
+        default=None,
+        description="Endpoint and credentials (secret fields) of an s3:// env.storage_path; null: "
+        "AWS S3 with the nodes' own credentials.",
     )
     ray_num_cpus: int | None = Field(
         default=None, ge=1, description="CPUs for an embedded local Ray; null uses every core."
@@ -105,3 +136,12 @@ class Env(Spec):
         description="Kubernetes target of `loom export kuberay recipe=NAME` (KubeRay RayJob and RayService); "
         "null: the recipe has none.",
     )
+
+    @model_validator(mode="after")
+    def _s3_settings_need_an_s3_path(self) -> "Env":
+        if self.storage_s3 is not None and not self.storage_path.startswith("s3://"):
+            raise ValueError(
+                f"env.storage_s3 is set but env.storage_path is {self.storage_path or 'empty'!r}: "
+                "it is read only for an s3:// storage path. Set env.storage_path: s3://bucket/prefix "
+                "or remove env.storage_s3")
+        return self

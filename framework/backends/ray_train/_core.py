@@ -38,6 +38,8 @@ class TrainJob:
     resource_wait_s: float = 300.0
     #: Custom Ray resources per worker (``training.scaling.resources_per_worker``).
     resources: dict[str, float] = field(default_factory=dict)
+    #: The pyarrow filesystem ``storage_path`` is on (``env.storage_s3``); None: Ray resolves it.
+    storage_filesystem: Any = None
 
 
 @dataclass
@@ -201,6 +203,7 @@ def _trainer(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: list[s
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
                                      resources_per_worker={"CPU": job.cpus_per_worker, **job.resources}),
         run_config=RunConfig(name=job.name, storage_path=job.storage_path,
+                             storage_filesystem=job.storage_filesystem,
                              failure_config=FailureConfig(max_failures=job.max_failures,
                                                           controller_failure_limit=0),
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),

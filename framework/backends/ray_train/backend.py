@@ -12,7 +12,7 @@ from framework.backends.data_quality import OUTPUTS_KEY, check_before_apply, rem
 from framework.backends.evaluation import evaluate
 from framework.backends.ray_train.dataset import Splits, load_splits
 from framework.backends.ray_train.params import booster_params, stopping_metric
-from framework.backends.run_storage import remove_run, storage_path
+from framework.backends.run_storage import remove_run, storage_target
 from framework.compile.contract import Contract, parse, recipe_contract
 from framework.compile.fingerprint import short
 from framework.errors import DataError
@@ -112,7 +112,7 @@ class RayTrainBackend:
                 result = run_train_job(job, arrays, splits.feature_names, splits.xgb_types,
                                        progress=ctx.progress)
         finally:
-            remove_run(job.storage_path, job.name)
+            remove_run(job.storage_path, job.name, job.storage_filesystem)
         metric = stopping_metric(params)
         best = result.evals.get(metric, [float("nan")])[result.best_iteration]
         ctx.progress(f"trained: {result.rounds} rounds (best {result.best_iteration + 1}), "
@@ -156,13 +156,14 @@ def make_job(step: "Step", ctx: "RunContext", params: dict[str, Any]) -> "TrainJ
 
     model = ctx.recipe.training.model
     scaling = ctx.recipe.training.scaling
+    path, filesystem = storage_target(ctx.recipe, ctx.workspace)
     return TrainJob(
         params=params, num_boost_round=model.num_boost_round,
         early_stopping_rounds=model.early_stopping_rounds, num_workers=scaling.num_workers,
         cpus_per_worker=scaling.cpus_per_worker, use_gpu=scaling.use_gpu,
         max_failures=scaling.max_failures, resource_wait_s=scaling.resource_wait_s,
         resources=dict(scaling.resources_per_worker),
-        storage_path=storage_path(ctx.recipe, ctx.workspace),
+        storage_path=path, storage_filesystem=filesystem,
         # A fresh name per run: Train V2 resumes a run whose name and storage path already exist.
         name=f"train-{ctx.recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
     )

@@ -37,6 +37,8 @@ class SweepJob:
     resource_wait_s: float = 300.0
     #: Custom Ray resources per trial (``training.scaling.resources_per_worker``).
     resources: dict[str, float] = field(default_factory=dict)
+    #: The pyarrow filesystem ``storage_path`` is on (``env.storage_s3``); None: Ray resolves it.
+    storage_filesystem: Any = None
 
 
 class _ReportMetric(xgboost.callback.TrainingCallback):
@@ -104,6 +106,7 @@ def run_sweep(job: SweepJob, data: dict[str, np.ndarray],
                                     scheduler=_scheduler(job),
                                     max_concurrent_trials=job.max_concurrent),
         run_config=tune.RunConfig(name=job.name, storage_path=job.storage_path, verbose=0,
+                                  storage_filesystem=job.storage_filesystem,
                                   callbacks=[_give_up_after(wait)]),
     )
     try:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from framework.backends.ray_train.dataset import load_splits
 from framework.backends.ray_train.params import booster_params
-from framework.backends.run_storage import remove_run, storage_path
+from framework.backends.run_storage import remove_run, storage_target
 from framework.compile.fingerprint import short
 from framework.errors import BackendError, DataError
 
@@ -52,7 +52,7 @@ class RayTuneBackend:
             with ray_for(ctx.recipe, ctx.workspace, ctx.progress):
                 summary = run_sweep(job, data, progress=ctx.progress)
         finally:
-            remove_run(job.storage_path, job.name)
+            remove_run(job.storage_path, job.name, job.storage_filesystem)
         ctx.progress(f"tuned: best {tuning.metric} {summary['best_metric']:.4f} of {summary['trials']} "
                      f"trials with {summary['best_params']}, {summary['elapsed_s']:.1f} s")
         return _log_sweep(step, ctx, summary)
@@ -86,6 +86,7 @@ def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None 
         raise BackendError(f"training.tuning.metric: Got {tuning.metric!r}. A {recipe.task} model "
                            f"reports {', '.join(recipe.metrics)}; pick one of them.")
     model, scaling = recipe.training.model, recipe.training.scaling
+    path, filesystem = storage_target(ctx.recipe, ctx.workspace)
     return SweepJob(
         base_params=booster_params(recipe), space=tune_space(tuning),
         num_boost_round=model.num_boost_round, early_stopping_rounds=model.early_stopping_rounds,
@@ -93,7 +94,7 @@ def make_sweep(step: "Step", ctx: "RunContext", feature_types: list[str] | None 
         scheduler=tuning.scheduler, max_concurrent=tuning.max_concurrent_trials,
         cpus_per_trial=scaling.cpus_per_worker, resource_wait_s=scaling.resource_wait_s,
         resources=dict(scaling.resources_per_worker),
-        storage_path=storage_path(ctx.recipe, ctx.workspace),
+        storage_path=path, storage_filesystem=filesystem,
         name=f"tune-{recipe.model_id}-{short(step.fingerprint, 8)}-{int(time.time() * 1000)}",
         feature_types=list(feature_types or []),
     )
