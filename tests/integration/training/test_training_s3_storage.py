@@ -51,7 +51,6 @@ def test_training_and_a_sweep_checkpoint_to_s3_through_secret_fields(
     assert train_runs, calls[-20:]  # the Train run wrote under the prefix...
     assert any(p.endswith("/model.ubj") for p in written), written[-20:]  # ...its checkpoint too
     assert any(p.startswith(f"/{bucket}/ray/tune-") for p in written), written[-20:]  # and the sweep
-    assert any(m == "DELETE" for m, _ in calls)
     fs = s3_filesystem(ctx.recipe.env.storage_s3)
     left = fs.get_file_info(pyarrow.fs.FileSelector(f"{bucket}/ray", allow_not_found=True, recursive=True))
     assert [f.path for f in left if f.type == pyarrow.fs.FileType.File] == []  # runs removed at the end
