@@ -128,7 +128,8 @@ def pod_secrets(recipe: Any, recipe_data: dict[str, Any]) -> list[PodSecret]:
     """Everything the pods read from the Secret, in a stable order.
 
     The Ray auth token; the Redis online store's password (replicas and the training driver open
-    the store); the object store's keys of ``env.storage_s3`` (the training driver); each ``serving.auth.api_keys[*].key`` (only the RayService head: the Serve config
+    the store); the object store's keys of ``env.storage_s3`` (the training driver); each
+    ``serving.auth.api_keys[*].key`` (only the RayService head: the Serve config
     carries their hashes, and ``loom`` commands run in the pod hash them again); and each
     environment variable an environment-driven recipe field reads (optional keys: without one, the
     field's own default applies).
