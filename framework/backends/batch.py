@@ -163,18 +163,25 @@ class _Scorer:
     """One Ray Data worker: loads the booster once and predicts batches of encoded rows.
 
     The driver encodes the rows in the version's contract (feature order, category codes) in one
-    vectorized pass, so workers move and see numbers only, as a hand-written job's would.
+    vectorized pass, so workers move and see numbers only, as a hand-written job's would. The
+    model (and the compiled library) arrive as bytes, never as a path of the driver's machine: a
+    worker on another node of a cluster scores the same.
     """
 
-    def __init__(self, model_path: str, multiclass: bool, compiled_path: str | None = None,
+    def __init__(self, model: bytes, multiclass: bool, compiled: bytes | None = None,
                  compiled_sha256: str | None = None) -> None:
         import xgboost
 
-        self.booster, self.multiclass = xgboost.Booster(model_file=model_path), multiclass
-        if compiled_path:  # batch.predictor chose the compiled library: only the checked bytes
-            from framework.serving.compiled import load_compiled
+        self.booster, self.multiclass = xgboost.Booster(model_file=bytearray(model)), multiclass
+        if compiled is not None:  # batch.predictor chose the compiled library: only the checked bytes
+            import tempfile
 
-            self.booster = load_compiled(compiled_path, self.booster, compiled_sha256)
+            from framework.serving.compiled import LIB_FILE, load_compiled
+
+            self._dir = tempfile.TemporaryDirectory(prefix="loom-batch-")  # 0700, this worker's
+            lib = Path(self._dir.name) / LIB_FILE
+            lib.write_bytes(compiled)
+            self.booster = load_compiled(str(lib), self.booster, compiled_sha256)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         import pandas as pd
@@ -185,6 +192,14 @@ class _Scorer:
         else:
             score, klass = raw.astype("float64"), np.full(len(raw), -1, dtype="int64")
         return pd.DataFrame({_POS: batch[_POS].to_numpy(), "score": score, "klass": klass})
+
+
+def scorer_args(model: dict[str, Any], multiclass: bool) -> tuple[Any, ...]:
+    """``_Scorer``'s arguments: the version's UBJ bytes (and its compiled library's, with the
+    sha256 the deploy checked), read here on the driver."""
+    lib = model.get("compiled_path")
+    return (Path(model["model_path"]).read_bytes(), multiclass,
+            Path(lib).read_bytes() if lib else None, model.get("compiled_sha256"))
 
 
 def _dataset(frame: "pd.DataFrame", blocks: int) -> Any:
@@ -258,8 +273,7 @@ def score(ctx: "RunContext", rows: "pd.DataFrame", model: dict[str, Any]) -> "pd
                           "free CPUs (`loom status` lists what is served; `loom destroy recipe=NAME`).")
         blocks = min(-(-len(work) // b.batch_size), 4 * b.concurrency)
         ds = _dataset(work, blocks).map_batches(
-            _Scorer, fn_constructor_args=(model["model_path"], contract.task == "multiclass",
-                                          model.get("compiled_path"), model.get("compiled_sha256")),
+            _Scorer, fn_constructor_args=scorer_args(model, contract.task == "multiclass"),
             batch_size=b.batch_size, concurrency=b.concurrency, num_cpus=b.cpus_per_worker,
             batch_format="pandas")
         parts, done, last = [], 0, time.perf_counter()

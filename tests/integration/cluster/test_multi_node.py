@@ -8,8 +8,9 @@ a Feast SQL registry on a real PostgreSQL, Ray Train storage outside the workspa
 ``mlflow server``
 (SQL backend, ``--serve-artifacts``).
 
-Custom resources pin the training worker to the second node and spread the two replicas one per
-node. The recipe launches (``env=cluster store=redis``), serves from both nodes, rolls out a
+Custom resources place the work: version 1 trains with two workers, one per node; version 2 (the
+same model) with one worker pinned to the second node, to the same test AUC; the two replicas run
+one per node. The recipe launches (``env=cluster store=redis``), serves from both nodes, rolls out a
 canary and rolls it back. Then the second node is killed (SIGKILL of every process it runs) under
 load: the head's replica keeps answering, and the gateway route loses no request.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -158,8 +160,9 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
             f"serving.http.port={port}", f"env.metrics_export_port={cluster.metrics_port}",
             "serving.replicas=2", "serving.num_cpus_per_replica=0.25", "serving.surge_replicas=0",
             "serving.cache.enabled=false", "training.model.num_boost_round=10",
-            # one replica per node (each node offers one loom_replica); the worker on node 2
-            "+serving.resources={loom_replica: 1}", "+training.scaling.resources_per_worker={node2: 1}"]
+            "+serving.resources={loom_replica: 1}"]  # one replica per node: each offers one
+    # Version 1: two workers, one per node (before anything serves, each node's loom_replica).
+    v1 = [*base, "training.scaling.num_workers=2", "+training.scaling.resources_per_worker={loom_replica: 1}"]
 
     # The second node cannot see the driver's workspace.
     [raylet] = [p for p in cluster.pids("node2")
@@ -168,13 +171,13 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     assert subprocess.run(look).returncode == 0
     assert subprocess.run(["nsenter", "-t", str(raylet), "-m", *look]).returncode == 1
 
-    first = _loom(project, env, "launch", *base, "rollout=direct")
+    first = _loom(project, env, "launch", *v1, "rollout=direct")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     # Loom's own progress lines only: none of MLflow's run links or download bars.
     assert "View run" not in first.stdout and "Downloading artifacts" not in first.stdout + first.stderr
     actors = cluster.actors()
-    trained = [a for a in actors if a["cls"] == "RayTrainWorker"]
-    assert trained and all(a["on_head"] is False for a in trained), trained  # on node 2
+    trained = [a["on_head"] for a in actors if a["cls"] == "RayTrainWorker"]
+    assert sorted(trained) == [False, True], trained  # one training worker on each node
     replicas = [a["on_head"] for a in actors
                 if a["cls"] == "ServeReplica:churn:Predictor" and a["state"] == "ALIVE"]
     assert sorted(replicas) == [False, True], actors  # one replica on each node
@@ -193,11 +196,15 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
         services = [row[0] for row in db.execute("SELECT feature_service_name FROM feature_services")]
     assert services, "the feature service is in the PostgreSQL registry"
 
-    # A canary of version 2 starts on both nodes, and is rolled back.
-    v2 = [*base, "training.model.params.max_depth=5", "rollout=canary", "rollout.steps=[50,100]",
-          "rollout.interval_s=120"]
+    # Version 2: the same model trained by one worker, pinned to node 2. Its canary starts on
+    # both nodes, and is rolled back.
+    v2 = [*base, "+training.scaling.resources_per_worker={node2: 1}", "rollout=canary",
+          "rollout.steps=[50,100]", "rollout.interval_s=120"]
     second = _loom(project, env, "launch", *v2, "--detach")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    trained = [a["on_head"] for a in cluster.actors() if a["cls"] == "RayTrainWorker"]
+    assert sorted(trained) == [False, False, True], trained  # the third worker on node 2
+    auc = [float(re.search(r"test: auc ([0-9.]+)", run.stdout).group(1)) for run in (first, second)]
     seen = {_version(model_url, {"entities": {"customer_id": f"C{i:06d}"}}) for i in range(40)}
     assert seen == {"1", "2"}, seen  # 50% of requests reach the candidate
     assert [a["on_head"] for a in cluster.actors()
@@ -245,7 +252,8 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     assert "No module named" in said and "install the same loom-ml" in said, said[-3000:]
     assert "Traceback" not in said
     assert {_version(model_url) for _ in range(3)} == {"1"}  # what served before still serves
-    print(f"\na node without Loom: `loom launch` refused in {took:.1f} s: {said.strip().splitlines()[-1]}")
+    print(f"\ntest AUC: 2 workers on 2 nodes {auc[0]:.4f}, 1 worker {auc[1]:.4f} (150 test rows)")
+    print(f"a node without Loom: `loom launch` refused in {took:.1f} s: {said.strip().splitlines()[-1]}")
     print(f"node 2 killed under load: gateway route {len(lost)} of {sent} failed; model route "
           f"{len(direct.failed())} of {len(direct.records)} failed (Serve's proxy does not retry "
           f"requests that were on the lost node's replica); {len(late)} answered from 3 s after")

@@ -196,14 +196,18 @@ def test_a_batch_job_picks_its_predictor_by_its_own_batch_size(models, tmp_path,
 def test_a_batch_scorer_with_the_library_answers_what_xgboost_answers(models):
     import pandas as pd
 
-    from framework.backends.batch import _POS, _Scorer
+    from framework.backends.batch import _POS, _Scorer, scorer_args
     from framework.serving.compiled import sha256_of
 
     _, lib, d = models["multiclass"]
     batch = pd.DataFrame(X, columns=[f"f{i}" for i in range(4)]).assign(**{_POS: range(len(X))})
-    plain = _Scorer(str(d / "model.ubj"), True)(batch)
-    fast = _Scorer(str(d / "model.ubj"), True, str(lib), sha256_of(str(lib)))(batch)
+    model = {"model_path": str(d / "model.ubj")}
+    plain_args = scorer_args(model, True)
+    assert isinstance(plain_args[0], bytes) and plain_args[2] is None  # bytes, not driver paths
+    plain = _Scorer(*plain_args)(batch)
+    fast = _Scorer(*scorer_args({**model, "compiled_path": str(lib),
+                                 "compiled_sha256": sha256_of(str(lib))}, True))(batch)
     np.testing.assert_allclose(fast["score"], plain["score"], atol=1e-5)
     assert fast["klass"].tolist() == plain["klass"].tolist()
     with pytest.raises(ValueError, match="sha256 differs"):
-        _Scorer(str(d / "model.ubj"), True, str(lib), "0" * 64)
+        _Scorer(*scorer_args({**model, "compiled_path": str(lib), "compiled_sha256": "0" * 64}, True))
