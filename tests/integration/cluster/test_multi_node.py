@@ -150,6 +150,10 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
         tmp_path_factory):
     from framework.rollout.status import status as rollout_status
 
+    import make_data
+
+    # 20,000 customers, so one worker's model and two workers' are compared on 3,000 test rows.
+    make_data.main(["--out", str(project / "data"), "--customers", "20000", "--accounts", "1000"])
     shared = tmp_path_factory.mktemp("shared")  # what a cluster's shared stores hold
     url, _ = mlflow_server
     port = H.free_port()
@@ -205,6 +209,7 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     trained = [a["on_head"] for a in cluster.actors() if a["cls"] == "RayTrainWorker"]
     assert sorted(trained) == [False, False, True], trained  # the third worker on node 2
     auc = [float(re.search(r"test: auc ([0-9.]+)", run.stdout).group(1)) for run in (first, second)]
+    assert abs(auc[0] - auc[1]) <= 0.005, auc  # data-parallel across nodes: the same model quality
     seen = {_version(model_url, {"entities": {"customer_id": f"C{i:06d}"}}) for i in range(40)}
     assert seen == {"1", "2"}, seen  # 50% of requests reach the candidate
     assert [a["on_head"] for a in cluster.actors()
@@ -252,7 +257,7 @@ def test_churn_trains_serves_and_rolls_out_across_two_nodes_and_survives_losing_
     assert "No module named" in said and "install the same loom-ml" in said, said[-3000:]
     assert "Traceback" not in said
     assert {_version(model_url) for _ in range(3)} == {"1"}  # what served before still serves
-    print(f"\ntest AUC: 2 workers on 2 nodes {auc[0]:.4f}, 1 worker {auc[1]:.4f} (150 test rows)")
+    print(f"\ntest AUC: 2 workers on 2 nodes {auc[0]:.4f}, 1 worker {auc[1]:.4f} (3,000 test rows)")
     print(f"a node without Loom: `loom launch` refused in {took:.1f} s: {said.strip().splitlines()[-1]}")
     print(f"node 2 killed under load: gateway route {len(lost)} of {sent} failed; model route "
           f"{len(direct.failed())} of {len(direct.records)} failed (Serve's proxy does not retry "
