@@ -118,34 +118,55 @@ class ResourceWait:
 BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
-def require_custom_resources(demand: dict[str, float], key: str, what: str) -> None:
-    """Fail at once when no node of the connected cluster has a custom resource of ``demand`` in
-    the amount one task asks: Ray would wait for it forever (no autoscaler adds a node here).
+def require_resources(demand: dict[str, float], key: str, what: str,
+                      gpu_key: str = "training.scaling.use_gpu") -> None:
+    """Fail at once when no live node of the connected cluster has a GPU or a custom resource of
+    ``demand`` in the amount one task asks, and the cluster's autoscaler (if any) cannot add a
+    node that has it: Ray would wait for it forever. CPUs are waited for (``ResourceWait``).
 
     Args:
         demand: resources one worker or replica reserves.
-        key: the recipe key that asks for them (named in the error).
-        what: who asks, as a person says it (``a training worker``).
+        key: the recipe key that asks for its custom resources (named in the error).
+        what: who asks, as a person says it (``each training worker``).
+        gpu_key: the recipe key that asks for its GPU.
 
     Raises:
-        BackendError: naming the resource, the key, and what the cluster's nodes offer.
+        BackendError: naming the resource, the key, what the cluster's nodes offer and the fix.
     """
     import ray
 
-    custom = {k: v for k, v in demand.items() if k not in BUILTIN and not k.startswith("node:")}
-    if not custom:
+    wanted = {k: v for k, v in demand.items()
+              if (k not in BUILTIN or k == "GPU") and not k.startswith("node:") and v > 0}
+    if not wanted:
         return
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    for name, amount in sorted(custom.items()):
+    for name, amount in sorted(wanted.items()):
         best = max((float(n.get(name, 0.0)) for n in nodes), default=0.0)
-        if best + 1e-9 >= amount:
+        if best + 1e-9 >= amount or _autoscaler_can_add(name, amount):
             continue
+        have = f"its largest node has {best:g}" if best else "no node of the cluster has it"
+        if name == "GPU":
+            raise BackendError(
+                f"{gpu_key} asks {amount:g} GPU for {what}, but {have} and no autoscaler can add "
+                f"one. Start a GPU node (`ray start --address=... --num-gpus=1`), point "
+                f"env.ray_address at a cluster with GPUs, or set {gpu_key}: false.")
         offered = sorted({r for n in nodes for r in n if r not in BUILTIN and not r.startswith("node:")})
-        have = (f"its largest node has {best:g}" if best else "no node of the cluster has it")
         raise BackendError(
             f"{key} asks {amount:g} of the custom resource {name!r} for {what}, but {have} "
             f"(custom resources on the cluster: {', '.join(offered) or 'none'}). Start a node "
             f"with `ray start --resources='{{\"{name}\": {amount:g}}}'` or change {key}.")
+
+
+def _autoscaler_can_add(name: str, amount: float) -> bool:
+    """Whether the cluster's autoscaler config has a node type with ``amount`` of ``name`` (a
+    KubeRay or cluster-launcher autoscaler adds such a node on demand); False without one."""
+    try:
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # noqa: BLE001 - no autoscaler state on this cluster
+        return False
+    return float(most.get(name, 0) or 0) >= amount
 
 
 def _placement_groups() -> dict[str, dict[str, Any]]:

@@ -59,11 +59,11 @@ class ServeBackend:
         """Deploy (``serving.deploy``) or promote (``rollout.direct``); returns the app's outputs."""
         self._check_kind(step)
         from framework.backends import ray_runtime
-        from framework.backends.cluster_wait import require_custom_resources
+        from framework.backends.cluster_wait import require_resources
         from framework.backends.ray_serve import runtime
 
         ray_runtime.connect(ctx.recipe, ctx.workspace)
-        require_custom_resources(ctx.recipe.serving.resources, "serving.resources", "each replica")
+        require_resources(ctx.recipe.serving.resources, "serving.resources", "each replica")
         http = ctx.recipe.serving.http
         client = runtime.ensure_serve(http.host, http.port,
                                       proxy_request_timeout_s(ctx.recipe.serving))

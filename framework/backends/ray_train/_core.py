@@ -135,9 +135,9 @@ def run_train_job(job: TrainJob, arrays: dict[str, np.ndarray], feature_names: l
         BackendError: when the Ray Train run fails (after ``max_failures`` retries), or its workers
             did not get their resources within ``job.resource_wait_s``.
     """
-    from framework.backends.cluster_wait import ResourceWait, require_custom_resources
+    from framework.backends.cluster_wait import ResourceWait, require_resources
 
-    require_custom_resources(_bundle(job), "training.scaling.resources_per_worker", "each training worker")
+    require_resources(_bundle(job), "training.scaling.resources_per_worker", "each training worker")
     trainer = _trainer(job, arrays, feature_names, feature_types)
     wait = ResourceWait("training", _bundle(job), job.num_workers, job.resource_wait_s,
                         "training.scaling.resource_wait_s", progress)

@@ -91,11 +91,11 @@ def run_sweep(job: SweepJob, data: dict[str, np.ndarray],
     """
     from ray import tune
 
-    from framework.backends.cluster_wait import ResourceWait, require_custom_resources
+    from framework.backends.cluster_wait import ResourceWait, require_resources
 
     started = time.perf_counter()
     demand = {"CPU": job.cpus_per_trial, **job.resources}
-    require_custom_resources(demand, "training.scaling.resources_per_worker", "each tuning trial")
+    require_resources(demand, "training.scaling.resources_per_worker", "each tuning trial")
     wait = ResourceWait("tuning", demand, 1, job.resource_wait_s,
                         "training.scaling.resource_wait_s", progress)
     tuner = tune.Tuner(

@@ -86,10 +86,10 @@ def _nodes(monkeypatch, *resources_of_nodes: dict[str, float]) -> None:
 
 def test_a_resource_no_live_node_has_fails_at_once_naming_the_key(monkeypatch) -> None:
     _nodes(monkeypatch, {}, {"serve_node": 1.0})
-    cluster_wait.require_custom_resources({"CPU": 9.0, "serve_node": 1.0}, "serving.resources",
+    cluster_wait.require_resources({"CPU": 9.0, "serve_node": 1.0}, "serving.resources",
                                           "each replica")  # CPUs are waited for, not refused
     with pytest.raises(BackendError) as err:
-        cluster_wait.require_custom_resources({"CPU": 1.0, "gone": 1.0},
+        cluster_wait.require_resources({"CPU": 1.0, "gone": 1.0},
                                               "training.scaling.resources_per_worker",
                                               "each training worker")
     text = str(err.value)
@@ -98,7 +98,7 @@ def test_a_resource_no_live_node_has_fails_at_once_naming_the_key(monkeypatch) -
     assert "(custom resources on the cluster: serve_node)" in text
     assert "ray start --resources='{\"gone\": 1}'" in text
     with pytest.raises(BackendError, match="its largest node has 1"):
-        cluster_wait.require_custom_resources({"serve_node": 2.0}, "serving.resources", "each replica")
+        cluster_wait.require_resources({"serve_node": 2.0}, "serving.resources", "each replica")
 
 
 def test_kuberay_pods_offer_what_the_recipe_asks(project: Path, tmp_path: Path, monkeypatch) -> None:
@@ -111,3 +111,29 @@ def test_kuberay_pods_offer_what_the_recipe_asks(project: Path, tmp_path: Path, 
     [serve] = _kind(files, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     # Two 0.5-CPU replicas per 1-CPU pod: each pod offers both replicas' serve_node.
     assert json.loads(json.loads(serve["rayStartParams"]["resources"])) == {"serve_node": 1.0}
+
+
+def test_gpu_workers_on_a_cluster_without_gpus_fail_at_once_unless_it_autoscales(monkeypatch) -> None:
+    # Before: Ray Train waited training.scaling.resource_wait_s (300 s) for {'GPU': 1}.
+    _nodes(monkeypatch, {}, {"serve_node": 1.0})
+    monkeypatch.setattr(cluster_wait, "_autoscaler_can_add", lambda name, amount: False)
+    with pytest.raises(BackendError) as err:
+        cluster_wait.require_resources({"CPU": 1.0, "GPU": 1.0}, "training.scaling.resources_per_worker",
+                                       "each training worker")
+    text = str(err.value)
+    assert text.startswith("training.scaling.use_gpu asks 1 GPU for each training worker, but no "
+                           "node of the cluster has it and no autoscaler can add one")
+    assert "set training.scaling.use_gpu: false" in text
+    # A cluster whose autoscaler has a GPU node type gets the node on demand: no error.
+    monkeypatch.setattr(cluster_wait, "_autoscaler_can_add", lambda name, amount: name == "GPU")
+    cluster_wait.require_resources({"CPU": 1.0, "GPU": 1.0}, "k", "each training worker")
+    _nodes(monkeypatch, {"GPU": 1.0})
+    monkeypatch.setattr(cluster_wait, "_autoscaler_can_add", lambda name, amount: False)
+    cluster_wait.require_resources({"CPU": 1.0, "GPU": 1.0}, "k", "each training worker")
+
+
+def test_without_an_autoscaler_nothing_can_be_added(ray_session) -> None:
+    # The session's local Ray has no autoscaler config: a missing resource stays missing.
+    assert cluster_wait._autoscaler_can_add("GPU", 1) is False
+    with pytest.raises(BackendError, match="no node of the cluster has it"):
+        cluster_wait.require_resources({"never_offered": 1.0}, "serving.resources", "each replica")
