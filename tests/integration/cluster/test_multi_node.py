@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,6 @@ class Cluster:
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-
     def add_node(self, name: str, resources: dict[str, float], hide: list[Path]) -> None:
         """``ray start`` of one more node, with its own temp and working dirs, in a mount namespace
         where every directory of ``hide`` is an empty tmpfs."""
@@ -93,7 +93,7 @@ class Cluster:
                    env, work, hide)
 
 
-def _ray_start(args: list[str], env: dict[str, str], cwd: Path, hide: list[Path] = ()) -> None:
+def _ray_start(args: list[str], env: dict[str, str], cwd: Path, hide: Sequence[Path] = ()) -> None:
     cmd = [RAY, "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args]
     if hide:  # a mount namespace where each directory of ``hide`` is an empty, private tmpfs
         cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -104,7 +104,7 @@ def _ray_start(args: list[str], env: dict[str, str], cwd: Path, hide: list[Path]
 
 
 @pytest.fixture
-def cluster(project: Path, tmp_path_factory: pytest.TempPathFactory):
+def cluster(project: Path):
     base = Path(tempfile.mkdtemp(prefix="loom-mn-", dir="/tmp"))  # short: Ray's socket paths
     token = base / "token"
     token.write_text(os.urandom(32).hex())
