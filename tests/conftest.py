@@ -155,6 +155,17 @@ def _wait_for_port(port: int, proc: subprocess.Popen, name: str = "redis-server"
     raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port}")
 
 
+def _stop_session(proc: subprocess.Popen, wait_s: float) -> None:
+    """Stop a server started with ``start_new_session=True`` and everything in its session (its
+    workers, or ``runuser`` and the server): SIGTERM by its PID, SIGKILL after ``wait_s``."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -205,12 +216,7 @@ def postgres_server():
             time.sleep(0.3)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: runuser and the server
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_session(proc, 20)  # its own session: runuser and the server
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -252,12 +258,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
         _wait_for_port(port, proc, "moto_server")
         yield S3Server(f"http://127.0.0.1:{port}", log_path)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_session(proc, 15)
         log.close()
 
 
@@ -297,10 +298,5 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.5)
         yield url, root / "artifacts"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the server and its workers
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_session(proc, 15)  # its own session: the server and its workers
         log.close()

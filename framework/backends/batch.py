@@ -56,6 +56,7 @@ def run_batch(ctx: "RunContext", req: BatchRequest) -> dict[str, Any]:
         DataError: the input lacks a join key, has a bad key type, duplicate row ids, or a bad time.
         BackendError: no such version, or the offline store or Ray failed.
     """
+    from framework.backends.compiled import for_batch
     from framework.backends.model_registry.tracking import tracking_uri
     from framework.backends.model_registry.versions import resolve_model
 
@@ -77,8 +78,6 @@ def run_batch(ctx: "RunContext", req: BatchRequest) -> dict[str, Any]:
     ctx.progress(f"batch: {len(frame):,} rows from {req.input}, version {model['version']} "
                  f"({ref}), features {'as of ' + req.as_of if req.as_of else 'point in time'}")
     rows = with_features(ctx, frame, req.as_of)
-    from framework.backends.compiled import for_batch
-
     model, predictor = for_batch(ctx, model)
     scored = score(ctx, rows, model)
     summary = {**_write(scored, req, model, fingerprint, time.perf_counter() - started),

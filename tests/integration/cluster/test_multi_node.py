@@ -77,16 +77,15 @@ class Cluster:
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    def add_node(self, name: str, resources: dict[str, float], hide: list[Path]) -> None:
+    def add_node(self, name: str, resources: dict[str, float], hide: list[Path],
+                 http_port: int | None = None) -> None:
         """``ray start`` of one more node, with its own temp and working dirs, in a mount namespace
-        where every directory of ``hide`` is an empty tmpfs."""
+        where every directory of ``hide`` is an empty tmpfs. Its Serve proxy listens on
+        ``http_port`` (a free port by default): each node's needs its own on this machine."""
         self.temps[name] = self.temps["head"].with_name(name)
         work = self.temps["head"].with_name(f"{name}-work")
         work.mkdir()
-        # Each node's Serve proxy needs a port of its own on this machine.
-        env = {**self.env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(H.free_port())}
-        if name == "node2":
-            env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(self.node2_http_port)
+        env = {**self.env, "RAY_SERVE_WORKER_PROXY_HTTP_PORT": str(http_port or H.free_port())}
         _ray_start([f"--address={self.address}", "--num-cpus=2", f"--resources={json.dumps(resources)}",
                     f"--metrics-export-port={H.free_port()}",
                     f"--dashboard-agent-listen-port={H.free_port()}", f"--temp-dir={self.temps[name]}"],
@@ -110,7 +109,11 @@ def cluster(project: Path):
     token.write_text(os.urandom(32).hex())
     token.chmod(0o600)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    env.pop("RAY_ADDRESS", None)
+    # Not the session Ray's, nor the single-node mode a Loom driver sets in its own process for a
+    # loopback head (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0): with it, `ray start --address` refuses
+    # to join a second node.
+    for var in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+        env.pop(var, None)
     gcs, dashboard, metrics = H.free_port(), H.free_port(), H.free_port()
     found = Cluster(address=f"127.0.0.1:{gcs}", dashboard=f"http://127.0.0.1:{dashboard}",
                     metrics_port=metrics, node2_http_port=H.free_port(), env=env,
@@ -123,7 +126,8 @@ def cluster(project: Path):
                     f"--dashboard-agent-listen-port={H.free_port()}",
                     f"--ray-client-server-port={H.free_port()}", f"--temp-dir={found.temps['head']}"],
                    env, base / "head-work")
-        found.add_node("node2", {"loom_replica": 1, "node2": 1}, hide=[project])
+        found.add_node("node2", {"loom_replica": 1, "node2": 1}, hide=[project],
+                       http_port=found.node2_http_port)
         yield found
     finally:
         for name in reversed(list(found.temps)):
