@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from framework.backends.ray_ingress import pod_env
 from framework.errors import BackendError
 
 #: The key KubeRay reads the Ray auth token from (``utils.RAY_AUTH_TOKEN_SECRET_KEY``).
@@ -265,6 +266,7 @@ def _pod(recipe: Any, kube: Any, secrets: list[PodSecret], role: str, cpus: int,
     container: dict[str, Any] = {
         "name": f"ray-{role}", "image": kube.image, "workingDir": kube.project_dir,
         "env": [{"name": "RAY_AUTH_MODE", "value": "token"}]
+               + [{"name": k, "value": v} for k, v in pod_env(recipe.env.ingress).items()]
                + [_env_var(recipe, kube, s) for s in mine if s.env],
         "resources": _resources(cpus, kube.memory_per_cpu_gib, gpu),
     }

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.backends import ray_ingress
 from framework.backends.ports import fd_target, fds, listening, port_holder
 from framework.errors import BackendError
 
@@ -69,10 +70,20 @@ def ensure_temp_dir(path: Path) -> Path:
             the parent is writable by others.
     """
     path = Path(path)
-    private = path.parent
-    private.parent.mkdir(parents=True, exist_ok=True)
-    _check_private(private, _mkdir(private))
+    ensure_private_dir(path.parent)
     _check_private(path, _mkdir(path), mode_too=False)  # Ray chmods it 0777 itself
+    return path
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """``path`` created 0700, or checked to be this user's own directory nobody else can write.
+
+    Raises:
+        BackendError: as ``ensure_temp_dir``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_private(path, _mkdir(path))
     return path
 
 
@@ -190,6 +201,9 @@ def _write_token(path: Path) -> None:
 def _check_ports(recipe: Any) -> None:
     ports = {GCS_PORT: "Ray GCS (--port)", recipe.env.metrics_export_port: "env.metrics_export_port",
              DASHBOARD_AGENT_PORT: "Ray dashboard agent", CLIENT_SERVER_PORT: "Ray client server"}
+    if recipe.env.ingress == "haproxy":
+        ports.update({port: f"{what}, env.ingress: haproxy"
+                      for port, what in ray_ingress.HAPROXY_PORTS.items()})
     if recipe.env.dashboard:  # a busy dashboard port would silently move it to the next one
         ports[recipe.env.dashboard_port] = "env.dashboard_port"
     for port, what in ports.items():
@@ -235,7 +249,7 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
            f"--dashboard-agent-listen-port={DASHBOARD_AGENT_PORT}",
            f"--ray-client-server-port={CLIENT_SERVER_PORT}", f"--num-cpus={num_cpus}",
            *_dashboard_flags(recipe.env), f"--temp-dir={tmp}", "--disable-usage-stats"]
-    env = {**os.environ, **client_env(workspace)}
+    env = {**os.environ, **client_env(workspace), **ray_ingress.head_env(recipe.env.ingress, tmp)}
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     except (subprocess.TimeoutExpired, OSError) as exc:
@@ -247,6 +261,7 @@ def up(recipe: Any, workspace: Path, wait_s: float = 60.0) -> dict[str, Any]:
     (ray_dir / "temp_dir").write_text(f"{tmp}\n", encoding="utf-8")
     (ray_dir / "metrics_port").write_text(f"{recipe.env.metrics_export_port}\n", encoding="utf-8")
     (ray_dir / "num_cpus").write_text(f"{num_cpus}\n", encoding="utf-8")
+    (ray_dir / "ingress").write_text(f"{recipe.env.ingress}\n", encoding="utf-8")
     dashboard = ray_dir / "dashboard_port"
     if recipe.env.dashboard:
         dashboard.write_text(f"{recipe.env.dashboard_port}\n", encoding="utf-8")
@@ -312,11 +327,23 @@ def settings_differ(recipe: Any, workspace: Path) -> list[str]:
         metrics = int((ray_dir / "metrics_port").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         metrics = env.metrics_export_port
+    ingress = recorded_ingress(workspace)
+    if ingress != env.ingress:
+        found.append(f"env.ingress: the running head's Serve ingress is {ingress}, the recipe asks "
+                     f"for {env.ingress}")
     if metrics != env.metrics_export_port:
         found.append(f"env.metrics_export_port: the running head exports metrics on {metrics}, "
                      f"the recipe asks for {env.metrics_export_port}")
     return [f"{line}; `loom down` then `loom up` restarts it with the recipe's settings "
             "(and stops what it serves)" for line in found]
+
+
+def recorded_ingress(workspace: Path) -> str:
+    """``env.ingress`` of the running head (``proxy`` for a head started before it was recorded)."""
+    try:
+        return (_ray_dir(workspace) / "ingress").read_text(encoding="utf-8").strip() or "proxy"
+    except OSError:
+        return "proxy"
 
 
 def head_address(workspace: Path) -> str | None:
@@ -410,4 +437,5 @@ def down(workspace: Path, wait_s: float = 20.0, remove_temp: bool = False) -> di
         shutil.rmtree(tmp, ignore_errors=True)
         if tmp.parent.name.startswith("loom-ray-"):  # the private /tmp parent made for it
             shutil.rmtree(tmp.parent, ignore_errors=True)
+        shutil.rmtree(ray_ingress.socket_dir(tmp), ignore_errors=True)
     return status(workspace)

@@ -25,6 +25,7 @@ from ray import serve
 from framework.serving.auth import KeyRing
 from framework.serving.body import decode_json, parse_predict, read_json, request_id_of
 from framework.serving.features import build_lookup
+from framework.serving.listen import bind_to_node_ip
 from framework.serving.metrics import make_metrics
 from framework.serving.predictor import Predictor
 from framework.serving.problems import ApiError, error_body, install_handlers
@@ -64,6 +65,7 @@ class LoomPredictor:
     """One replica: auth, validation, online features, predict, cache, fallback, metrics, stats."""
 
     def __init__(self, args: dict[str, Any]) -> None:
+        bind_to_node_ip()  # before Serve starts this replica's gRPC server
         self.args: AppArgs = parse_args(args)
         serving = self.args.serving
         self.keys = KeyRing(self.args.api_keys, enabled=serving.auth.enabled)

@@ -21,6 +21,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 
 from framework.serving.body import BODY_READ_S, decode_json, read_body, request_id_of
+from framework.serving.listen import bind_to_node_ip
 from framework.serving.problems import ApiError, install_handlers
 from framework.serving.settings import PROXY_GRACE_S, models_under
 
@@ -53,6 +54,7 @@ class LoomGateway:
     """Forwards body-addressed predictions to the model's app and lists the models a key may see."""
 
     def __init__(self, args: dict[str, Any]) -> None:
+        bind_to_node_ip()  # before Serve starts this replica's gRPC server
         self.max_body_bytes = int(args.get("max_body_bytes", 1_048_576))
         self.body_read_s = float(args.get("body_read_s", BODY_READ_S))
         # The model app answers within its serving.timeouts.request_s; waiting a little longer

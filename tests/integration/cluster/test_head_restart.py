@@ -37,6 +37,11 @@ def test_a_stopped_head_is_seen_by_plan_and_launch_serves_again(project):
     try:
         first = _loom(project, "launch", *recipe)
         assert first.returncode == 0, first.stdout + first.stderr
+        # Serving included, the head listens on loopback only: Serve's replicas bind their
+        # gRPC server to the node IP (framework/serving/listen.py), not to every interface.
+        listeners = H.head_listeners(project / ".loom")
+        assert any("ServeReplica" in who for who in listeners.values()), listeners
+        assert H.beyond_loopback(listeners) == {}
         assert "No changes." in _loom(project, "plan", *recipe).stdout
 
         assert _loom(project, "down").returncode == 0

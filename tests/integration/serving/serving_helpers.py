@@ -132,3 +132,41 @@ class Load:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+def head_processes(workspace: Path) -> list:
+    """Every process of a workspace's Ray head and their children (HAProxy, replicas)."""
+    import contextlib
+
+    import psutil
+
+    from framework.backends import ray_cluster
+
+    found = {}
+    for pid in ray_cluster.status(workspace)["pids"]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                found[p.pid] = p
+    return list(found.values())
+
+
+def head_listeners(workspace: Path) -> dict[str, str]:
+    """``{"ip:port": "name (pid)"}`` of every listening TCP socket of the head's processes."""
+    import psutil
+
+    found = {}
+    for proc in head_processes(workspace):
+        try:
+            conns, name = proc.net_connections(kind="inet"), proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN:
+                found[f"{c.laddr.ip.removeprefix('::ffff:')}:{c.laddr.port}"] = f"{name} ({proc.pid})"
+    return found
+
+
+def beyond_loopback(listeners: dict[str, str]) -> dict[str, str]:
+    """The listeners not on 127.x or ::1."""
+    return {a: who for a, who in listeners.items() if not a.startswith(("127.", "::1:"))}

@@ -107,9 +107,10 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("overrides", [
     (), ("serving=autoscaling",), ("scaling=cluster_gpu",), ("store=redis",),
+    ("env.ingress=haproxy",),
     ("env.project=teama", "+serving.route_prefix=/teama", "+env.kubernetes.namespace=ml-prod",
      "+env.kubernetes.service_account=loom-runner", "+env.kubernetes.head_cpus=2"),
-], ids=["standard", "autoscaling", "gpu", "redis", "project"])
+], ids=["standard", "autoscaling", "gpu", "redis", "haproxy", "project"])
 def test_every_manifest_validates_against_the_kuberay_crds(project: Path, tmp_path: Path, overrides):
     files = _export(tmp_path, *overrides)
     assert sorted(files) == ["rayjob-train.yaml", "rayservice.yaml", "secrets.example.yaml"]
@@ -190,6 +191,19 @@ def test_pods_follow_training_scaling_and_serving(project: Path, tmp_path: Path)
     [serve] = _kind(files, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     assert serve["replicas"] == 3  # 4 replicas + 1 surge at 0.5 CPU: two per 1-CPU pod
     assert serve["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
+
+
+def test_haproxy_ingress_reaches_every_pod(project: Path, tmp_path: Path):
+    files = _export(tmp_path, "env.ingress=haproxy")
+    for kind in ("RayJob", "RayService"):
+        for container in _containers(_kind(files, kind)):
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1", kind
+            assert env["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
+            assert "RAY_SERVE_HAPROXY_BINARY_PATH" not in env   # pods bind to their own address
+    plain = _export(tmp_path / "plain")
+    assert not any(e["name"].startswith("RAY_SERVE_") for c in _containers(_kind(plain, "RayService"))
+                   for e in c["env"])
 
 
 def test_autoscaling_serving_lets_kuberay_add_pods(project: Path, tmp_path: Path):
