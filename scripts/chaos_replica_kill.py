@@ -1,12 +1,14 @@
 """Kill one of two serving replicas with SIGKILL under steady load and count what clients saw.
 
-    .venv/bin/python scripts/chaos_replica_kill.py --rps 200 --n 3000 --runs 3
+    .venv/bin/python scripts/chaos_replica_kill.py --rps 200 --n 3000 --runs 3 [--ingress proxy]
 
-Starts its own Ray (2 CPUs), deploys the demo churn app with 2 replicas (no surge), sends ``n``
+Starts its own Ray (2 CPUs) with Serve's HAProxy ingress (``env.ingress``'s default) or its Python
+proxy, deploys the demo churn app with 2 replicas (no surge), sends ``n``
 requests at ``rps`` from a second process (``bench/bench_rollout.py load``), kills one replica's
 process 5 s in (found by its ``ServeReplica:churn`` process name) and prints, per run, the requests
-sent, those that failed and their answers. Not part of the suite: with Ray Serve 2.60 the requests
-in flight on the killed replica fail (see docs/reliability.md).
+sent, those that failed and their answers. Behind Serve's Python proxy (2.60) the requests in flight
+on the killed replica fail; HAProxy sends them to the other replica (docs/reliability.md). The
+suite's test of it: tests/integration/serving/test_replica_kill_haproxy.py.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=200)
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy")
     args = parser.parse_args()
     import make_data
     import ray
@@ -59,11 +62,14 @@ def main() -> None:
     os.environ.setdefault("LOOM_API_KEY", "chaos-key-0123456789")
     tmp = Path(tempfile.mkdtemp(prefix="loom-chaos-"))
     make_data.main(["--out", str(tmp / "data"), "--customers", "1000", "--accounts", "1000"])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from framework.backends.ray_ingress import head_env
+
+    os.environ.update(head_env(args.ingress, tmp / "ray"))   # read by the Ray this starts
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp / "ray"))
     try:
         for run in range(args.runs):
             (tmp / f"run{run}").mkdir()
-            print(json.dumps({"run": run + 1, "rps": args.rps,
+            print(json.dumps({"run": run + 1, "rps": args.rps, "ingress": args.ingress,
                               **_run_once(tmp / "data", tmp / f"run{run}", args.rps, args.n)}))
     finally:
         ray.shutdown()

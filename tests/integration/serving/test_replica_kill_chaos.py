@@ -6,7 +6,9 @@ process is killed with ``kill -9``. The gateway sends a prediction whose replica
 replica (a prediction is idempotent), so no client of that route sees the kill. The model's own
 route has no hop of Loom's in front of the replica: Serve's proxy answers the requests that were on
 the dead replica with a plain-text 500 and does not retry them (Ray 2.60); that count is printed,
-not asserted (docs/reliability.md).
+not asserted (docs/reliability.md). This runs on the tests' session Ray, which has Serve's Python
+proxy (``env.ingress: proxy``); behind HAProxy, the default, neither route loses a request
+(test_replica_kill_haproxy.py).
 """
 
 from __future__ import annotations

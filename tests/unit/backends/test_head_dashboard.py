@@ -32,13 +32,15 @@ def test_a_busy_dashboard_port_refuses_to_start_instead_of_moving(monkeypatch) -
     ray_cluster._check_ports(recipe(dashboard=False, dashboard_port=26390))  # off: not checked
 
 
-def started(workspace: Path, monkeypatch, dashboard: int | None, cpus: float = 2, metrics: int = 8090) -> None:
+def started(workspace: Path, monkeypatch, dashboard: int | None, cpus: float = 2, metrics: int = 8090,
+            ingress: str = "haproxy") -> None:
     """A workspace whose head `loom up` recorded with these settings, and that runs."""
     ray_dir = workspace / "ray"
     ray_dir.mkdir(parents=True)
     (ray_dir / "address").write_text("127.0.0.1:26379\n")
     (ray_dir / "num_cpus").write_text(f"{cpus}\n")
     (ray_dir / "metrics_port").write_text(f"{metrics}\n")
+    (ray_dir / "ingress").write_text(f"{ingress}\n")
     if dashboard:
         (ray_dir / "dashboard_port").write_text(f"{dashboard}\n")
     monkeypatch.setattr(ray_cluster, "_pids", lambda tmp: [123])

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from framework.backends import kuberay
+from framework.backends import kuberay, ray_ingress
 from framework.backends.ray_serve import commands
 from framework.errors import BackendError
 from framework.loading import load_recipe
@@ -154,7 +154,8 @@ def test_no_secret_value_reaches_any_file(project: Path, tmp_path: Path):
             refs = _secret_refs(container)
             assert refs["RAY_AUTH_TOKEN"] == "auth_token"
             assert refs["LOOM_REDIS_PASSWORD"] == "LOOM_REDIS_PASSWORD"
-            assert [e["name"] for e in container["env"] if "value" in e] == ["RAY_AUTH_MODE"]
+            plain = [e["name"] for e in container["env"] if "value" in e]   # settings, no secret
+            assert plain == ["RAY_AUTH_MODE", *ray_ingress.pod_env("haproxy")]
     head = _containers(_kind(files, "RayService"))[0]
     assert _secret_refs(head)["LOOM_API_KEY"] == "LOOM_API_KEY"
     assert all("LOOM_API_KEY" not in _secret_refs(c) for c in _containers(_kind(files, "RayJob")))
@@ -201,7 +202,7 @@ def test_haproxy_ingress_reaches_every_pod(project: Path, tmp_path: Path):
             assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1", kind
             assert env["RAY_SERVE_HAPROXY_RETRY_ON"] == "conn-failure empty-response"
             assert "RAY_SERVE_HAPROXY_BINARY_PATH" not in env   # pods bind to their own address
-    plain = _export(tmp_path / "plain")
+    plain = _export(tmp_path / "plain", "env.ingress=proxy")
     assert not any(e["name"].startswith("RAY_SERVE_") for c in _containers(_kind(plain, "RayService"))
                    for e in c["env"])
 
