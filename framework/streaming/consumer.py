@@ -105,6 +105,7 @@ class StreamConsumer:
         return {"consumer": self.a.consumer, "ready": self._ready.is_set(), **self.counts,
                 "events_per_s": round(recent / span, 1), "versions": dict(self.versions),
                 "stable": stable.version if stable else None, "last_error": self.last_error,
+                "push_online_only": list(getattr(self.pusher, "online_only", [])),
                 "alive_s": round(now - self.started_at, 1)}
 
     def pid(self) -> int:

@@ -28,6 +28,11 @@ def render_status(st: dict[str, Any]) -> str:
     widths = [max(len(k), *(len(r[i]) for r in rows)) for i, k in enumerate(_COLUMNS)]
     lines.append("  ".join(k.ljust(w) for k, w in zip(_COLUMNS, widths)))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    online_only = [f"  {c['consumer']}: {', '.join(c['push_online_only'])} (its node cannot read the "
+                   "source file; the offline store does not get these rows)"
+                   for c in consumers if c.get("push_online_only")]
+    if online_only:
+        lines += ["pushed to the online store only:", *online_only]
     errors = [f"  {c['consumer']}: {c['last_error']}" for c in consumers if c.get("last_error")]
     if errors:
         lines += ["last errors:", *errors]

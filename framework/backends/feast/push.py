@@ -12,6 +12,12 @@ Where the pushed rows go, by ``features.store.offline.type`` (measured on Feast 
   the next ``loom plan`` rebuilds the dataset. Measured on 2 cores, one row: 20 / 50 / 115 ms on a
   1k / 100k / 1M-row file, about 10 ms of it online; the rest is the rewrite, which grows with the file.
 
+On a node that cannot read the workspace (a cluster's other nodes: the settings then carry the
+repo's ``config`` inline, as a replica's do), the store is opened from that config. A view whose
+source file that node cannot read is pushed to the online store only: the row serves at once, and
+``online_only`` names the view (``loom stream status`` shows it per consumer), but the offline file
+does not get it. Keep the source on storage every node reaches to have both.
+
 Pushes from processes on one machine take a lock per view (``<repo_dir>/push-<view>.lock``) around
 the write, so two pushers never lose each other's rows. Readers (materialize, training) do not
 take it, and Feast's rewrite is not atomic: a reader at that moment may fail, and a pusher killed
@@ -37,7 +43,8 @@ OFFLINE_WRITABLE = ("duckdb", "file")
 class _Target:
     """What one view's pushes need: its push source, the file's columns and their Arrow types."""
 
-    def __init__(self, view: str, spec: dict[str, Any], schema: Any, created: str) -> None:
+    def __init__(self, view: str, spec: dict[str, Any], schema: Any, created: str,
+                 offline: bool) -> None:
         self.view = view
         self.source = push_source_name(view)
         self.keys = list(spec["keys"])
@@ -45,6 +52,7 @@ class _Target:
         self.timestamp_field = spec["timestamp_field"]
         self.created = created
         self.schema = schema  # the batch source file's Arrow schema: the offline write needs every column
+        self.offline = offline  # rows also go to the source file (PushMode.ONLINE_AND_OFFLINE)
 
 
 class Pusher:
@@ -55,13 +63,16 @@ class Pusher:
     """
 
     def __init__(self, store: Any, targets: dict[str, _Target], settings: dict[str, Any],
-                 views: dict[str, dict[str, Any]], offline: bool) -> None:
+                 views: dict[str, dict[str, Any]]) -> None:
         self._store = store
         self._targets = targets
         self._settings = dict(settings)
         self._views = {k: dict(v) for k, v in views.items()}
-        self.offline = offline
-        """True when pushed rows also reach the offline store (``PushMode.ONLINE_AND_OFFLINE``)."""
+        self.offline = bool(targets) and all(t.offline for t in targets.values())
+        """True when every view's pushed rows also reach the offline store
+        (``PushMode.ONLINE_AND_OFFLINE``)."""
+        self.online_only = sorted(v for v, t in targets.items() if not t.offline)
+        """Views whose pushed rows reach the online store only (see the module's docstring)."""
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], views: dict[str, dict[str, Any]]) -> "Pusher":
@@ -69,7 +80,8 @@ class Pusher:
 
         Args:
             settings: the replica's feature settings: ``{"type": "feast", "repo_dir": ...,
-                "feature_service": ...}`` (only ``repo_dir`` is read here).
+                "feature_service": ..., "config": ...}`` (``repo_dir``, and ``config``, the
+                repo's settings inline, which is used instead when present).
             views: view name -> ``{"keys": [join keys], "fields": {field: value type},
                 "timestamp_field": str}``, for the ``push: true`` views rows will be pushed to.
 
@@ -81,17 +93,21 @@ class Pusher:
         if settings.get("type") != "feast":
             raise BackendError(f"Pushing needs Feast feature settings (type: feast), not "
                                f"{settings.get('type')!r}.")
-        repo_dir = str(settings["repo_dir"])
-        if not (Path(repo_dir) / "feature_store.yaml").is_file():
+        from framework.backends.feast.online import _repo_config
+
+        repo_dir, config = str(settings["repo_dir"]), settings.get("config")
+        if config is None and not (Path(repo_dir) / "feature_store.yaml").is_file():
             raise BackendError(f"No Feast repo at {repo_dir}: run `loom launch recipe=NAME` for this "
                                "recipe first.")
         try:
-            store = FeatureStore(repo_path=repo_dir)
+            store = FeatureStore(repo_path=repo_dir) if config is None else \
+                FeatureStore(config=_repo_config(config))
         except Exception as exc:  # noqa: BLE001 - Feast raises many types for bad configs
             raise BackendError(f"Feast could not open the feature store in {repo_dir}: {exc}") from exc
-        targets = {name: _target(store, name, spec) for name, spec in views.items()}
-        offline = store.config.offline_store.type in OFFLINE_WRITABLE
-        return cls(store, targets, settings, views, offline)
+        writable = store.config.offline_store.type in OFFLINE_WRITABLE
+        targets = {name: _target(store, name, spec, writable, elsewhere=config is not None)
+                   for name, spec in views.items()}
+        return cls(store, targets, settings, views)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Pusher.from_settings, (self._settings, self._views))
@@ -118,17 +134,34 @@ class Pusher:
         frame = _frame(target, rows)
         from feast.data_source import PushMode
 
-        mode = PushMode.ONLINE_AND_OFFLINE if self.offline else PushMode.ONLINE
+        mode = PushMode.ONLINE_AND_OFFLINE if target.offline else PushMode.ONLINE
         try:
-            with _lock(Path(self._settings["repo_dir"]) / f"push-{view}.lock", self.offline):
+            with _lock(_lock_path(Path(self._settings["repo_dir"]), view), target.offline):
                 self._store.push(target.source, frame, allow_registry_cache=True, to=mode)
         except Exception as exc:  # noqa: BLE001 - Feast and the stores raise many types
             raise BackendError(f"features.views.{view}: Feast could not push {len(rows)} row(s) "
                                f"through '{target.source}': {exc}"[:1000]) from exc
 
 
-def _target(store: Any, view: str, spec: dict[str, Any]) -> _Target:
-    """The view's push target, checked against the registry and the source file's schema."""
+def _lock_path(repo_dir: Path, view: str) -> Path:
+    """The view's push lock: in the repo, or (a node without the workspace that reads a shared
+    source file) in this machine's temp dir."""
+    if repo_dir.is_dir():
+        return repo_dir / f"push-{view}.lock"
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha256(f"{repo_dir}:{view}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"loom-push-{tag}.lock"
+
+
+def _target(store: Any, view: str, spec: dict[str, Any], writable: bool,
+            elsewhere: bool = False) -> _Target:
+    """The view's push target, checked against the registry and the source file's schema.
+
+    ``elsewhere``: this node opened the store from inline settings and may not see the source
+    file; when it cannot read it, the view is pushed online only, typed from the registry.
+    """
     import pyarrow.parquet as pq
     from feast.data_source import PushSource
 
@@ -144,12 +177,29 @@ def _target(store: Any, view: str, spec: dict[str, Any]) -> _Target:
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+        if elsewhere:
+            created = fv.batch_source.created_timestamp_column or ""
+            return _Target(view, spec, _registry_schema(fv, spec, created), created, offline=False)
         raise BackendError(f"features.views.{view}: cannot read the source file {path}: {exc}") from exc
     missing = [c for c in [*spec["keys"], spec["timestamp_field"], *spec["fields"]] if c not in schema.names]
     if missing:
         raise BackendError(f"features.views.{view}: columns {missing} are not in the source file "
                            f"{path} (it has {schema.names}).")
-    return _Target(view, spec, schema, fv.batch_source.created_timestamp_column or "")
+    return _Target(view, spec, schema, fv.batch_source.created_timestamp_column or "", writable)
+
+
+def _registry_schema(fv: Any, spec: dict[str, Any], created: str) -> Any:
+    """The columns an online push needs (join keys, event and created time, the view's fields),
+    typed as the registry has them, for a node that cannot read the view's source file."""
+    import pyarrow as pa
+    from feast.types import from_feast_to_pyarrow_type
+
+    types = {f.name: f.dtype for f in [*fv.entity_columns, *fv.features]}
+    columns = [pa.field(k, from_feast_to_pyarrow_type(types[k])) for k in spec["keys"]]
+    times = [spec["timestamp_field"], *([created] if created else [])]
+    columns += [pa.field(t, pa.timestamp("us", tz="UTC")) for t in times]
+    columns += [pa.field(f, from_feast_to_pyarrow_type(types[f])) for f in spec["fields"]]
+    return pa.schema(columns)
 
 
 def _frame(target: _Target, rows: list[dict[str, Any]]) -> Any:

@@ -151,3 +151,34 @@ def test_feast_cli_plans_no_changes_with_push_on_and_after_turning_it_off(tmp_pa
     assert store.get_feature_view("profile").stream_source is None  # Feast alone would keep it
     assert push_source_name("profile") not in [d.name for d in store.list_data_sources()]
     assert_cli_plans_no_changes(repo)
+
+
+def test_a_node_without_the_workspace_pushes_online_from_the_inline_config(tmp_path, feast_project):
+    """A consumer on a cluster's other node: no repo dir, the store's settings inline (as a
+    replica's args carry them), and no source file. Its pushes serve at once; the file is untouched."""
+    from framework.backends.feast.repo import inline_config, registry_config
+
+    write_tables(tmp_path)
+    recipe, ctx, _ = launched(tmp_path, feast_project, push_recipe())
+    source = tmp_path / "data/features.parquet"
+    hidden = source.rename(tmp_path / "elsewhere.parquet")   # the file is not on this "node"
+    config = inline_config(recipe, ctx.workspace)
+    # A cluster's registry is SQL (`loom plan` refuses a file one there); this test's file
+    # registry, by its absolute path, stands in for it.
+    config["registry"] = registry_config(recipe, repo_dir(ctx.workspace, recipe.project))
+    remote = {"type": "feast", "repo_dir": str(tmp_path / "not-on-this-node"),
+              "feature_service": recipe.features.service.name, "config": config}
+    pusher = pickle.loads(pickle.dumps(Pusher.from_settings(remote, VIEWS)))
+    assert pusher.offline is False and pusher.online_only == ["profile"]
+    pusher.push("profile", [EVENT])
+    assert online(recipe, ctx).get([{"customer_id": 2}]) == [{"spend": 333.5, "visits": 33}]
+    with pytest.raises(BackendError, match=r"'visits' do not fit its type int64"):
+        pusher.push("profile", [{**EVENT, "visits": "3.5"}])   # typed from the registry
+    assert not source.exists() and len(pd.read_parquet(hidden)) == 6
+
+    hidden.rename(source)   # a node that reads the source (a shared path): online and offline
+    both = Pusher.from_settings(remote, VIEWS)
+    assert both.offline is True and both.online_only == []
+    both.push("profile", [{**EVENT, "customer_id": "3"}])
+    assert len(pd.read_parquet(source)) == 7
+    assert not (tmp_path / "not-on-this-node").exists()    # its lock is in the temp dir instead
