@@ -29,3 +29,11 @@ def test_status_without_consumers_says_how_to_start_them():
 
 def test_down_says_the_streams_stay():
     assert "stay on the bus" in render_status({"model_id": "churn", "stopped": [{}, {}]})
+
+
+def test_a_consumer_pushing_online_only_is_named():
+    text = render_status(_status([
+        {"consumer": "c0", "ready": True, "push_online_only": []},
+        {"consumer": "c1", "ready": True, "push_online_only": ["profile"]}]))
+    assert "pushed to the online store only:\n  c1: profile (its node cannot read" in text
+    assert "c0: profile" not in text
