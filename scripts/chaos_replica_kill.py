@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,7 +63,7 @@ def main() -> None:
     os.environ.setdefault("LOOM_API_KEY", "chaos-key-0123456789")
     tmp = Path(tempfile.mkdtemp(prefix="loom-chaos-"))
     make_data.main(["--out", str(tmp / "data"), "--customers", "1000", "--accounts", "1000"])
-    from framework.backends.ray_ingress import head_env
+    from framework.backends.ray_ingress import head_env, socket_dir
 
     os.environ.update(head_env(args.ingress, tmp / "ray"))   # read by the Ray this starts
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp / "ray"))
@@ -73,6 +74,7 @@ def main() -> None:
                               **_run_once(tmp / "data", tmp / f"run{run}", args.rps, args.n)}))
     finally:
         ray.shutdown()
+        shutil.rmtree(socket_dir(tmp / "ray"), ignore_errors=True)   # HAProxy's sockets
 
 
 if __name__ == "__main__":

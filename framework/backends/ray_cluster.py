@@ -433,9 +433,10 @@ def down(workspace: Path, wait_s: float = 20.0, remove_temp: bool = False) -> di
             break
     address_file = _ray_dir(workspace) / "address"
     address_file.unlink(missing_ok=True)
+    if not pids:  # HAProxy's sockets are dead with it (its logs stay in the temp dir)
+        shutil.rmtree(ray_ingress.socket_dir(tmp), ignore_errors=True)
     if remove_temp and not pids:
         shutil.rmtree(tmp, ignore_errors=True)
         if tmp.parent.name.startswith("loom-ray-"):  # the private /tmp parent made for it
             shutil.rmtree(tmp.parent, ignore_errors=True)
-        shutil.rmtree(ray_ingress.socket_dir(tmp), ignore_errors=True)
     return status(workspace)

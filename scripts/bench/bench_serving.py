@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="loom-bench-serving-"))
     features_path, model, rows = prepare(workdir, args.customers)
     ids = [r["customer_id"] for r in rows]
-    from framework.backends.ray_ingress import head_env
+    from framework.backends.ray_ingress import head_env, socket_dir
 
     os.environ.update(head_env(args.ingress, workdir / "ray"))   # read by the Ray this starts
     # Five 0.5-CPU replicas and the gateway: logical CPUs (the machine has 2 cores, shared alike).
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(socket_dir(workdir / "ray"), ignore_errors=True)   # HAProxy's sockets
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from framework.backends import ray_cluster, ray_ingress
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 import serving_helpers as H  # noqa: E402
 
@@ -44,7 +46,10 @@ def test_a_stopped_head_is_seen_by_plan_and_launch_serves_again(project):
         assert H.beyond_loopback(listeners) == {}
         assert "No changes." in _loom(project, "plan", *recipe).stdout
 
+        sockets = ray_ingress.socket_dir(Path(ray_cluster.status(project / ".loom")["temp_dir"]))
+        assert sockets.is_dir()                   # HAProxy's (env.ingress: haproxy, the default)
         assert _loom(project, "down").returncode == 0
+        assert not sockets.exists()               # gone with the head; its logs stay
         lost = _loom(project, "plan", *recipe)
         assert "the workspace's Ray head is not running" in lost.stdout, lost.stdout + lost.stderr
         assert "~ serving.deploy" in lost.stdout and "training.train" not in _changed(lost.stdout)
