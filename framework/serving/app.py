@@ -90,6 +90,7 @@ class LoomPredictor:
         predictor = getattr(self, "predictor", None)  # None when __init__ failed early
         if predictor is not None:
             predictor.watch.close()
+            predictor.metrics.close()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this in place when the deployment's ``user_config`` changes."""
