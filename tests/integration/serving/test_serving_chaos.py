@@ -63,7 +63,9 @@ def test_a_frozen_redis_online_store_degrades_answers_and_they_recover(ray_sessi
                 time.sleep(0.5)
             recovered_at = time.time()
             time.sleep(1)
-        before = load.between(0, frozen_at)
+        # Answered before the freeze: one sent a few ms before SIGSTOP may still be looking up
+        # when Redis stops, and is rightly degraded (CI saw one, sent 30 ms before the freeze).
+        before = [r for r in load.between(0, frozen_at) if r[0] + r[2] < frozen_at]
         # Sent while frozen and answered before the thaw (a request whose lookup was still
         # waiting at SIGCONT gets its features: that is the store back, not a failure).
         frozen = load.between(frozen_at + 0.5, thawed_at - lookup_s - 0.1)
