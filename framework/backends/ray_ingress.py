@@ -25,7 +25,10 @@ HAPROXY_PORTS = {26383: "HAProxy metrics", 26384: "HAProxy stats",
 #: Replay a request on another replica only when nothing came back from its own: never on an
 #: answer, so Loom's deliberate 503s (a deadline, an open breaker) reach the client as they are.
 RETRY_ON = "conn-failure empty-response"
-RETRIES = 3
+#: Enough tries to outlast a replacement replica that HAProxy already routes to but that does not
+#: listen yet (leastconn prefers its empty slot): each refused try counts towards marking a server
+#: down (``observe layer4 error-limit 3``). With 3, one request of ~8,000 once ran out of tries.
+RETRIES = 10
 #: How long a replica being replaced keeps answering after HAProxy is told it is leaving (Serve's
 #: default is 30 s, and every replaced replica holds its CPUs that long). HAProxy re-reads its
 #: servers within ~0.1 s, and a refused connection is retried on another replica anyway.
